@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 
 demo: install
 	$(CIM) synth --customers $(DEMO_CUSTOMERS) --months $(DEMO_MONTHS) --seed $(DEMO_SEED) --out data/raw --clean
-	$(CIM) ingest data/raw --all
+	$(CIM) ingest data/raw
 	$(CIM) build
 	$(CIM) status
 

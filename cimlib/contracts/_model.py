@@ -143,7 +143,9 @@ def load_contracts() -> dict[str, TableContract]:
         names = set(c.column_names)
         for col in c.columns:
             if col.codes and col.codes not in codes:
-                raise ContractError(f"{c.table}.yaml: column {col.name} names unknown code list {col.codes!r}")
+                raise ContractError(
+                    f"{c.table}.yaml: column {col.name} names unknown code list {col.codes!r}"
+                )
         for k in c.primary_key:
             if k not in names:
                 raise ContractError(f"{c.table}.yaml: primary key column {k!r} is not a column")

@@ -1,0 +1,249 @@
+"""The ``cim`` command line.
+
+Every command takes ``--home DIR`` (or ``$CIM_HOME``) and ``--json``, and returns a non-zero exit code
+on failure: 1 unexpected error, 2 bad usage, 3 bad input data (a file-level extract problem),
+4 a warehouse contract failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cimlib.config import Home, get_home
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_DATA = 3
+EXIT_CONTRACT = 4
+
+_DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+log = logging.getLogger("cimlib.cli")
+
+
+class CliError(Exception):
+    """An error the user can fix; carries its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _console() -> Console:
+    return Console(stderr=False, highlight=False)
+
+
+def _emit(args: argparse.Namespace, payload: Any, human: Callable[[Console], None]) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2, default=str) + "\n")
+    else:
+        human(_console())
+
+
+def _cmd_synth(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.synth import generate
+
+    out = Path(args.out) if args.out else home.raw
+    end = dt.date.fromisoformat(args.end_date) if args.end_date else None
+    summary = generate(
+        out, customers=args.customers, months=args.months, seed=args.seed, end_date=end,
+        clean=args.clean, progress=not args.json,
+    )
+
+    def human(c: Console) -> None:
+        c.print(f"[bold]Synthetic bank[/] written to {out}")
+        for k, v in summary.items():
+            if not isinstance(v, dict | list):
+                c.print(f"  {k}: {v}")
+
+    _emit(args, summary, human)
+    return EXIT_OK
+
+
+def _cmd_ingest(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.ingest import IngestError, ingest_all, ingest_date
+
+    src = Path(args.dir)
+    if not src.is_dir():
+        raise CliError(f"{src}: no such folder", EXIT_USAGE)
+    mapping = Path(args.mapping) if args.mapping else None
+    try:
+        if _DATE_DIR.match(src.name):
+            reports = [ingest_date(src, home, mapping=mapping, progress=not args.json)]
+        else:
+            reports = ingest_all(src, home, mapping=mapping, progress=not args.json)
+    except IngestError as exc:
+        raise CliError(str(exc), EXIT_DATA) from exc
+    if not reports:
+        raise CliError(f"{src}: no as-of date folders (YYYY-MM-DD) found", EXIT_USAGE)
+
+    def human(c: Console) -> None:
+        t = Table(title="Load report")
+        for col in ("as of", "table", "read", "loaded", "quarantined", "reasons"):
+            t.add_column(col, justify="right" if col in ("read", "loaded", "quarantined") else "left")
+        for r in reports:
+            for name, tr in r["tables"].items():
+                reasons = ", ".join(f"{k} {v}" for k, v in sorted(tr.get("reasons", {}).items()))
+                t.add_row(r["as_of_date"], name, f"{tr['rows_read']:,}", f"{tr['rows_loaded']:,}",
+                          f"{tr['rows_quarantined']:,}", reasons)
+        c.print(t)
+
+    _emit(args, reports, human)
+    return EXIT_OK
+
+
+def _cmd_build(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.engine import BuildError, build
+
+    try:
+        summary = build(home, progress=not args.json)
+    except BuildError as exc:
+        raise CliError(str(exc), EXIT_CONTRACT) from exc
+
+    def human(c: Console) -> None:
+        c.print(f"[bold]Published snapshot[/] {summary.get('snapshot_id')}")
+        for k, v in summary.items():
+            if k != "snapshot_id" and not isinstance(v, dict | list):
+                c.print(f"  {k}: {v}")
+        rows = summary.get("row_counts") or {}
+        if rows:
+            t = Table(title="Rows")
+            t.add_column("model")
+            t.add_column("rows", justify="right")
+            for name, n in rows.items():
+                t.add_row(name, f"{n:,}")
+            c.print(t)
+
+    _emit(args, summary, human)
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.engine import status
+    from cimlib.ingest import load_reports
+
+    st = status(home)
+    reports = load_reports(home)
+    payload = {
+        "home": str(home.root),
+        **st,
+        "loaded_dates": [r["as_of_date"] for r in reports],
+        "last_loads": reports[-3:],
+        "quarantine": {
+            r["as_of_date"]: {
+                name: tr["rows_quarantined"] for name, tr in r["tables"].items() if tr["rows_quarantined"]
+            }
+            for r in reports
+        },
+    }
+
+    def human(c: Console) -> None:
+        c.print(f"[bold]CIM home[/] {home.root}")
+        cur = st.get("current") or {}
+        if cur:
+            c.print(f"Published snapshot: {cur.get('snapshot_id')} (built {cur.get('built_at')})")
+        else:
+            c.print("Published snapshot: none yet (run `cim build`)")
+        dates = payload["loaded_dates"]
+        c.print(f"Loaded as-of dates: {len(dates)}" + (f" ({dates[0]} .. {dates[-1]})" if dates else ""))
+        if reports:
+            t = Table(title="Quarantined rows by date")
+            t.add_column("as of")
+            t.add_column("read", justify="right")
+            t.add_column("quarantined", justify="right")
+            t.add_column("by table")
+            for r in reports:
+                read = sum(tr["rows_read"] for tr in r["tables"].values())
+                q = sum(tr["rows_quarantined"] for tr in r["tables"].values())
+                by = ", ".join(f"{k} {v}" for k, v in payload["quarantine"][r["as_of_date"]].items())
+                t.add_row(r["as_of_date"], f"{read:,}", f"{q:,}", by)
+            c.print(t)
+        rows = cur.get("row_counts") or {}
+        if rows:
+            t = Table(title="Published marts")
+            t.add_column("model")
+            t.add_column("rows", justify="right")
+            for name, n in rows.items():
+                if name.startswith("mart_") or name.startswith("dim_"):
+                    t.add_row(name, f"{n:,}")
+            c.print(t)
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``cim``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", help="installation folder (default: $CIM_HOME, else the project)")
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+
+    p = argparse.ArgumentParser(prog="cim", description="CIM Workbench command line", parents=[common])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", parents=[common], help="generate a synthetic bank's extracts")
+    s.add_argument("--customers", type=int, default=5000)
+    s.add_argument("--months", type=int, default=12)
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--end-date", help="last month-end as-of date, YYYY-MM-DD (default 2026-10-31)")
+    s.add_argument("--out", help="output folder (default: HOME/data/raw)")
+    s.add_argument("--clean", action="store_true", help="remove earlier date folders in --out first")
+    s.set_defaults(func=_cmd_synth)
+
+    i = sub.add_parser("ingest", parents=[common], help="validate and load extracts (one date or all)")
+    i.add_argument("dir", help="an as-of date folder (YYYY-MM-DD) or a folder of them")
+    i.add_argument("--mapping", help="source mapping YAML (default: parameters/sources/default.yaml)")
+    i.set_defaults(func=_cmd_ingest)
+
+    b = sub.add_parser("build", parents=[common], help="build and publish a new warehouse snapshot")
+    b.set_defaults(func=_cmd_build)
+
+    st = sub.add_parser("status", parents=[common], help="published snapshot, loads and quarantine")
+    st.set_defaults(func=_cmd_status)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cim``; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    home = get_home(args.home)
+    try:
+        return int(args.func(args, home))
+    except CliError as exc:
+        _report_error(args, str(exc))
+        return exc.code
+    except KeyboardInterrupt:
+        _report_error(args, "interrupted")
+        return 130
+    except Exception as exc:  # the last line of defence: a clear message and a non-zero exit
+        log.debug("unexpected error", exc_info=True)
+        _report_error(args, f"{type(exc).__name__}: {exc}")
+        return EXIT_ERROR
+
+
+def _report_error(args: argparse.Namespace, message: str) -> None:
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps({"error": message}, ensure_ascii=False) + "\n")
+    sys.stderr.write(f"cim: error: {message}\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
