@@ -72,11 +72,11 @@ def _cmd_synth(args: argparse.Namespace, home: Home) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace, home: Home) -> int:
-    from cimlib.ingest import IngestError, ingest_all, ingest_date
-
     src = Path(args.dir)
     if not src.is_dir():
         raise CliError(f"{src}: no such folder", EXIT_USAGE)
+    from cimlib.ingest import IngestError, ingest_all, ingest_date
+
     mapping = Path(args.mapping) if args.mapping else None
     try:
         if _DATE_DIR.match(src.name):
@@ -185,12 +185,18 @@ def _cmd_status(args: argparse.Namespace, home: Home) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``cim``."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--home", help="installation folder (default: $CIM_HOME, else the project)")
-    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    common.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    # The global options are accepted before or after the command. The sub-commands' copies default to
+    # SUPPRESS, so `cim --json status` is not undone by the sub-parser's own default. (The two parsers
+    # need separate argument objects: set_defaults would otherwise change both.)
+    def global_options(parser: argparse.ArgumentParser, top: bool) -> argparse.ArgumentParser:
+        d = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+        parser.add_argument("--home", default=d(None), help="installation folder (default: $CIM_HOME)")
+        parser.add_argument("--json", action="store_true", default=d(False), help="machine-readable output")
+        parser.add_argument("-v", "--verbose", action="store_true", default=d(False), help="log to stderr")
+        return parser
 
-    p = argparse.ArgumentParser(prog="cim", description="CIM Workbench command line", parents=[common])
+    common = global_options(argparse.ArgumentParser(add_help=False), top=False)
+    p = global_options(argparse.ArgumentParser(prog="cim", description="CIM Workbench command line"), True)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("synth", parents=[common], help="generate a synthetic bank's extracts")
