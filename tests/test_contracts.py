@@ -107,3 +107,12 @@ def test_data_model_doc_is_current() -> None:
 
     doc = Path(__file__).resolve().parent.parent / "docs" / "data-model.md"
     assert doc.read_text(encoding="utf-8") == render(), "run: python -m cimlib.contracts.docs"
+
+
+def test_code_attributes_are_known() -> None:
+    # Guards against YAML flow-mapping slips (an unquoted comma in a label makes a stray key).
+    allowed = {"en", "zh", "category", "digital", "customer_initiated", "rank", "npl", "side",
+               "customer_type", "account_type"}
+    for name, codes in load_codes().items():
+        for code, info in codes.items():
+            assert set(info) <= allowed, (name, code, info)

@@ -124,8 +124,9 @@ class DuckDBEngine(Engine):
             config["threads"] = threads
         if memory_limit:
             config["memory_limit"] = memory_limit
-        self.con = duckdb.connect(str(path) if path is not None else ":memory:", read_only=read_only,
-                                  config=config)
+        self.con = duckdb.connect(
+            str(path) if path is not None else ":memory:", read_only=read_only, config=config
+        )
 
     def execute(self, sql: str) -> None:
         """Run a statement, discarding any result."""

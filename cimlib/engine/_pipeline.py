@@ -60,7 +60,9 @@ def _codes_macro(list_name: str, attribute: str | None = None, value: object = T
     codes = load_codes()
     if list_name not in codes:
         raise PipelineError(f"codes(): unknown code list {list_name!r}")
-    picked = [c for c, attrs in codes[list_name].items() if attribute is None or attrs.get(attribute) == value]
+    picked = [
+        c for c, attrs in codes[list_name].items() if attribute is None or attrs.get(attribute) == value
+    ]
     if not picked:
         return "(NULL)"
     return "(" + ", ".join("'" + c.replace("'", "''") + "'" for c in sorted(picked)) + ")"
@@ -197,7 +199,7 @@ class SqlPipeline:
                 raise PipelineError(f"model {m.name} ({m.layer}/{m.path.name}) failed: {exc}") from exc
             dt = time.perf_counter() - t0
             timings[m.name] = round(dt, 3)
-            log.info("built model", extra={"model": m.name, "seconds": round(dt, 3)})
+            log.debug("model %s built in %.3fs", m.name, dt)
             if after_model is not None:
                 after_model(m, dt)
         return timings

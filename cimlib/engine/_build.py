@@ -1,0 +1,413 @@
+"""The atomic snapshot build: lake -> new DuckDB snapshot -> contracts -> publish via ``CURRENT``.
+
+Layout under ``home.warehouse``::
+
+    CURRENT                         JSON pointer to the published snapshot (replaced atomically)
+    snapshots/<id>.duckdb           published or previous snapshots (the last ``keep`` are kept)
+    snapshots/<id>.duckdb.tmp       a build in progress (removed by the next build if it crashed)
+    snapshots/<id>.failed.duckdb    a build whose contracts failed, kept for inspection
+    .build.lock                     held (flock) while a build runs
+
+A build never writes to a published file, so readers (read-only connections to the published file)
+are never disturbed, and a build killed at any point leaves ``CURRENT`` and its snapshot intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from cimlib.config import Home
+from cimlib.contracts import load_codes, load_contracts
+from cimlib.engine._engine import DuckDBEngine, Engine
+from cimlib.engine._model_contracts import run_contracts
+from cimlib.engine._pipeline import Model, SqlPipeline
+
+log = logging.getLogger(__name__)
+
+PAUSE_ENV = "CIM_BUILD_PAUSE_AFTER"
+PAUSE_SECONDS_ENV = "CIM_BUILD_PAUSE_SECONDS"
+DEFAULT_KEEP = 3
+
+
+class BuildError(Exception):
+    """The build failed; nothing was published."""
+
+
+def _snapshots_dir(home: Home) -> Path:
+    return home.warehouse / "snapshots"
+
+
+def _pointer(home: Home) -> Path:
+    return home.warehouse / "CURRENT"
+
+
+def loaded_dates(home: Home) -> list[str]:
+    """As-of dates (``YYYY-MM-DD``) whose load report exists, ascending."""
+    loads = home.state / "loads"
+    out = []
+    for p in sorted(loads.glob("*.json")) if loads.is_dir() else []:
+        try:
+            dt.date.fromisoformat(p.stem)
+        except ValueError:
+            continue
+        out.append(p.stem)
+    return out
+
+
+def lake_files(home: Home, table: str, dates: list[str]) -> list[Path]:
+    """The lake partitions of ``table`` for the given dates that exist."""
+    files = [home.lake / table / f"as_of={d}" / "data.parquet" for d in dates]
+    return [f for f in files if f.exists()]
+
+
+def create_lake_views(engine: Engine, home: Home, dates: list[str]) -> dict[str, int]:
+    """Create ``lake_<table>`` for every canonical table over its loaded partitions.
+
+    A table with no files gets an empty view with the contract columns. Returns files per table.
+    """
+    counts: dict[str, int] = {}
+    d = engine.dialect
+    for name, c in load_contracts().items():
+        files = lake_files(home, name, dates)
+        counts[name] = len(files)
+        cols = [("as_of_date", "DATE")] + [(col.name, col.sql_type) for col in c.columns]
+        if files:
+            select = ", ".join(f"CAST({d.quote(n)} AS {t}) AS {d.quote(n)}" for n, t in cols)
+            engine.create_view_as(f"lake_{name}", f"SELECT {select} FROM {d.read_parquet(files)}")
+        else:
+            engine.create_view_as(f"lake_{name}", d.empty_relation(cols))
+    return counts
+
+
+def create_ref_code(engine: Engine) -> list[str]:
+    """Materialise the canonical code lists as reference tables.
+
+    ``ref_code`` holds every code (list_name, code, label_en, label_zh, attributes as JSON); each list
+    whose codes carry attributes also gets ``ref_<list>`` with one typed column per attribute (e.g.
+    ``ref_five_class(code, label_en, label_zh, rank, npl)``), so models join on plain columns.
+    """
+    lit = engine.dialect.literal
+    q = engine.dialect.quote
+
+    def val(v: Any) -> str:
+        if v is None:
+            return "NULL"
+        if isinstance(v, bool):
+            return "TRUE" if v else "FALSE"
+        if isinstance(v, int | float):
+            return str(v)
+        return lit(str(v))
+
+    rows = []
+    created = ["ref_code"]
+    for list_name, codes in load_codes().items():
+        attr_names: list[str] = []
+        for attrs in codes.values():
+            attr_names += [k for k in attrs if k not in ("en", "zh") and k not in attr_names]
+        for code, attrs in codes.items():
+            extra = {k: v for k, v in attrs.items() if k not in ("en", "zh")}
+            rows.append(
+                f"({lit(list_name)}, {lit(code)}, {lit(attrs.get('en', ''))}, "
+                f"{lit(attrs.get('zh', ''))}, {lit(json.dumps(extra, ensure_ascii=False))})"
+            )
+        if attr_names:
+            vals = ", ".join(
+                "("
+                + ", ".join(
+                    [lit(code), lit(a.get("en", "")), lit(a.get("zh", ""))]
+                    + [val(a.get(k)) for k in attr_names]
+                )
+                + ")"
+                for code, a in codes.items()
+            )
+            cols = ", ".join(["code", "label_en", "label_zh"] + [q(k) for k in attr_names])
+            engine.create_table_as(f"ref_{list_name}", f"SELECT * FROM (VALUES {vals}) AS t({cols})")
+            created.append(f"ref_{list_name}")
+    engine.create_table_as(
+        "ref_code",
+        "SELECT * FROM (VALUES "
+        + ", ".join(rows)
+        + ") AS t(list_name, code, label_en, label_zh, attributes)",
+    )
+    return created
+
+
+@contextlib.contextmanager
+def _build_lock(home: Home) -> Iterator[None]:
+    home.warehouse.mkdir(parents=True, exist_ok=True)
+    with open(home.warehouse / ".build.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise BuildError("another build is running (warehouse/.build.lock is held)") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_pointer(home: Home, summary: dict[str, Any]) -> None:
+    ptr = _pointer(home)
+    tmp = ptr.with_name(f"CURRENT.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, ptr)
+    _fsync_dir(ptr.parent)
+
+
+def _clean_leftovers(home: Home) -> list[str]:
+    removed = []
+    for p in list(_snapshots_dir(home).glob("*.tmp*")) + list(home.warehouse.glob("CURRENT.*.tmp")):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            removed.append(p.name)
+    if removed:
+        log.info("removed leftovers of an interrupted build", extra={"files": removed})
+    return removed
+
+
+def _prune(home: Home, keep: int, current_file: str) -> list[str]:
+    snaps = sorted(p for p in _snapshots_dir(home).glob("*.duckdb") if not p.name.endswith(".failed.duckdb"))
+    failed = sorted(_snapshots_dir(home).glob("*.failed.duckdb"))
+    doomed = [p for p in snaps[:-keep] if p.name != current_file] if keep > 0 else []
+    doomed += failed[:-keep] if keep > 0 else []
+    for p in doomed:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            Path(str(p) + ".wal").unlink()
+    return [p.name for p in doomed]
+
+
+def _new_snapshot_id() -> str:
+    now = dt.datetime.now(dt.UTC)
+    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
+
+
+def _row_counts(engine: Engine, names: list[str]) -> dict[str, int]:
+    return {n: engine.row_count(n) for n in names}
+
+
+def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[str, Any]:
+    """Build a new warehouse snapshot from the lake and publish it if every model contract passes.
+
+    Parameters
+    ----------
+    home : Home
+        The installation.
+    progress : bool
+        Log each model as it finishes at INFO level (the CLI shows these).
+    keep : int
+        Published snapshots to keep on disk (the current one is never deleted).
+
+    Returns
+    -------
+    dict
+        The published summary, also written to ``warehouse/CURRENT``: ``snapshot_id``, ``file``,
+        ``built_at``, ``as_of_dates``, ``row_counts``, ``contracts``, ``timings`` and ``seconds``.
+
+    Raises
+    ------
+    BuildError
+        When no date is loaded, a model fails, or a contract fails. Nothing is published; a
+        contract failure keeps the database as ``snapshots/<id>.failed.duckdb``.
+    """
+    t_start = time.perf_counter()
+    pipeline = SqlPipeline()
+    pause_after = os.environ.get(PAUSE_ENV)
+    if pause_after and pause_after not in [*pipeline.names, "lake_views"]:
+        raise BuildError(f"{PAUSE_ENV}={pause_after!r} names no model")
+    pause_seconds = float(os.environ.get(PAUSE_SECONDS_ENV, "60"))
+
+    with _build_lock(home):
+        snap_dir = _snapshots_dir(home)
+        snap_dir.mkdir(parents=True, exist_ok=True)
+        _clean_leftovers(home)
+        dates = loaded_dates(home)
+        if not dates:
+            raise BuildError(f"no loaded as-of dates: no load reports in {home.state / 'loads'}")
+
+        snapshot_id = _new_snapshot_id()
+        final = snap_dir / f"{snapshot_id}.duckdb"
+        tmp = snap_dir / f"{snapshot_id}.duckdb.tmp"
+        log.info("build started", extra={"snapshot_id": snapshot_id, "as_of_dates": dates})
+
+        def after_model(m: Model, seconds: float) -> None:
+            if progress:
+                log.info("model %s built in %.2fs", m.name, seconds)
+            if pause_after == m.name:
+                log.warning("pausing after %s for %ss (%s)", m.name, pause_seconds, PAUSE_ENV)
+                time.sleep(pause_seconds)
+
+        engine = DuckDBEngine(tmp)
+        try:
+            create_ref_code(engine)
+            files = create_lake_views(engine, home, dates)
+            if pause_after == "lake_views":
+                time.sleep(pause_seconds)
+            timings = pipeline.run(engine, after_model=after_model)
+            results = run_contracts(engine, pipeline)
+            counts = _row_counts(
+                engine,
+                [m.name for m in pipeline.models if m.layer != "staging"]
+                + [m.name for m in pipeline.models if m.layer == "staging"],
+            )
+            engine.checkpoint()
+        except Exception as exc:
+            engine.close()
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            if isinstance(exc, BuildError):
+                raise
+            raise BuildError(str(exc)) from exc
+        engine.close()
+
+        failures = [r for r in results if not r.passed]
+        summary: dict[str, Any] = {
+            "snapshot_id": snapshot_id,
+            "file": final.name,
+            "path": str(final),
+            "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "as_of_dates": dates,
+            "lake_files": files,
+            "row_counts": counts,
+            "contracts": {
+                "passed": sum(r.passed for r in results),
+                "failed": len(failures),
+                "results": [r.to_dict() for r in results],
+            },
+            "timings": timings,
+        }
+        if failures:
+            failed_path = snap_dir / f"{snapshot_id}.failed.duckdb"
+            os.replace(tmp, failed_path)
+            (snap_dir / f"{snapshot_id}.failed.json").write_text(
+                json.dumps(summary, indent=2, default=str), encoding="utf-8"
+            )
+            lines = [
+                f"{r.model}.{r.test}: {r.error or str(r.failing_rows) + ' failing rows'}"
+                + (f" e.g. {r.sample[0]}" if r.sample else "")
+                for r in failures
+            ]
+            raise BuildError(
+                f"{len(failures)} contract test(s) failed; nothing published; database kept as "
+                f"{failed_path}:\n  " + "\n  ".join(lines)
+            )
+
+        os.replace(tmp, final)
+        _fsync_dir(snap_dir)
+        summary["seconds"] = round(time.perf_counter() - t_start, 2)
+        _write_pointer(home, summary)
+        summary["pruned"] = _prune(home, keep, final.name)
+        log.info("snapshot published", extra={"snapshot_id": snapshot_id, "seconds": summary["seconds"]})
+        return summary
+
+
+def current_snapshot(home: Home) -> dict[str, Any] | None:
+    """The contents of the ``CURRENT`` pointer, or ``None`` when nothing is published.
+
+    Parameters
+    ----------
+    home : Home
+        The installation.
+
+    Returns
+    -------
+    dict or None
+        The summary written by :func:`build`.
+    """
+    ptr = _pointer(home)
+    if not ptr.exists():
+        return None
+    return json.loads(ptr.read_text(encoding="utf-8"))
+
+
+def connect(home: Home, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open the published snapshot.
+
+    Parameters
+    ----------
+    home : Home
+        The installation.
+    read_only : bool
+        Must be true: published snapshots are never written.
+
+    Returns
+    -------
+    duckdb.DuckDBPyConnection
+        A read-only connection.
+
+    Raises
+    ------
+    BuildError
+        When nothing is published, or ``read_only`` is false.
+    """
+    if not read_only:
+        raise BuildError("published snapshots are read-only; run a build to change the warehouse")
+    cur = current_snapshot(home)
+    if cur is None:
+        raise BuildError(f"no published snapshot in {home.warehouse}; run `cim build`")
+    path = _snapshots_dir(home) / cur["file"]
+    if not path.exists():
+        raise BuildError(f"CURRENT points to {path}, which does not exist")
+    return duckdb.connect(str(path), read_only=True)
+
+
+def status(home: Home) -> dict[str, Any]:
+    """The published snapshot and the snapshot files on disk.
+
+    Parameters
+    ----------
+    home : Home
+        The installation.
+
+    Returns
+    -------
+    dict
+        ``current`` (snapshot_id, file, built_at, as_of_dates, row counts of marts, contract tallies or
+        None), ``snapshots`` (file, bytes, published, failed) and ``loaded_dates``.
+    """
+    cur = current_snapshot(home)
+    snaps = []
+    snap_dir = _snapshots_dir(home)
+    if snap_dir.is_dir():
+        for p in sorted(snap_dir.glob("*.duckdb")):
+            snaps.append(
+                {
+                    "file": p.name,
+                    "bytes": p.stat().st_size,
+                    "published": bool(cur and cur.get("file") == p.name),
+                    "failed": p.name.endswith(".failed.duckdb"),
+                }
+            )
+    brief = None
+    if cur:
+        brief = {k: cur.get(k) for k in ("snapshot_id", "file", "built_at", "as_of_dates", "seconds")}
+        brief["row_counts"] = {
+            k: v for k, v in (cur.get("row_counts") or {}).items() if k.startswith(("mart_", "dim_"))
+        }
+        c = cur.get("contracts") or {}
+        brief["contracts"] = {"passed": c.get("passed"), "failed": c.get("failed")}
+    return {"current": brief, "snapshots": snaps, "loaded_dates": loaded_dates(home)}

@@ -1,0 +1,85 @@
+-- order_by: customer_id
+-- One row per customer: the latest month of mart_customer_month with the customer's attributes, plus
+-- 3/6/12-month averages (over the months present in the window) and changes against 1, 3 and 12 months
+-- earlier (NULL when that month is absent), in one aggregation pass. This is the table later analyses read.
+WITH m AS (
+    SELECT
+        *,
+        CAST(EXTRACT(YEAR FROM as_of_date) * 12 + EXTRACT(MONTH FROM as_of_date) AS INTEGER) AS month_idx
+    FROM mart_customer_month
+),
+latest AS (
+    SELECT customer_id, max(month_idx) AS month_idx, count(*) AS n_months
+    FROM m
+    GROUP BY customer_id
+),
+-- One aggregation pass (no window frames, no self-joins): rolling averages over the months present
+-- in the window, and the values 1, 3 and 12 months before the latest month.
+lt AS (
+    SELECT
+        l.customer_id,
+        l.month_idx,
+        l.n_months,
+        CAST(avg(m.aum) FILTER (WHERE m.month_idx > l.month_idx - 3) AS DECIMAL(18, 2)) AS aum_avg_3m,
+        CAST(avg(m.aum) FILTER (WHERE m.month_idx > l.month_idx - 6) AS DECIMAL(18, 2)) AS aum_avg_6m,
+        CAST(avg(m.aum) FILTER (WHERE m.month_idx > l.month_idx - 12) AS DECIMAL(18, 2)) AS aum_avg_12m,
+        CAST(avg(m.deposit_adb) FILTER (WHERE m.month_idx > l.month_idx - 3) AS DECIMAL(18, 2)) AS deposit_adb_avg_3m,
+        CAST(avg(m.deposit_adb) FILTER (WHERE m.month_idx > l.month_idx - 6) AS DECIMAL(18, 2)) AS deposit_adb_avg_6m,
+        CAST(avg(m.deposit_adb) FILTER (WHERE m.month_idx > l.month_idx - 12) AS DECIMAL(18, 2))
+            AS deposit_adb_avg_12m,
+        CAST(avg(m.loan_balance) FILTER (WHERE m.month_idx > l.month_idx - 3) AS DECIMAL(18, 2))
+            AS loan_balance_avg_3m,
+        CAST(avg(m.loan_balance) FILTER (WHERE m.month_idx > l.month_idx - 12) AS DECIMAL(18, 2))
+            AS loan_balance_avg_12m,
+        avg(m.txn_count) FILTER (WHERE m.month_idx > l.month_idx - 3) AS txn_count_avg_3m,
+        avg(m.txn_count) FILTER (WHERE m.month_idx > l.month_idx - 12) AS txn_count_avg_12m,
+        avg(m.customer_txn_count) FILTER (WHERE m.month_idx > l.month_idx - 3) AS customer_txn_count_avg_3m,
+        avg(m.customer_txn_count) FILTER (WHERE m.month_idx > l.month_idx - 12) AS customer_txn_count_avg_12m,
+        max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 1) AS aum_p1,
+        max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 3) AS aum_p3,
+        max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 12) AS aum_p12,
+        max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 1) AS deposit_balance_p1,
+        max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 3) AS deposit_balance_p3,
+        max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 12) AS deposit_balance_p12,
+        max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 1) AS deposit_adb_p1,
+        max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 3) AS deposit_adb_p3,
+        max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 1) AS loan_balance_p1,
+        max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 3) AS loan_balance_p3,
+        max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 1) AS txn_count_p1,
+        max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 3) AS customer_txn_count_p3
+    FROM m
+    JOIN latest AS l ON l.customer_id = m.customer_id
+    WHERE m.month_idx > l.month_idx - 13
+    GROUP BY l.customer_id, l.month_idx, l.n_months
+)
+SELECT
+    d.*,
+    cur.as_of_date,
+    lt.n_months,
+    cur.deposit_balance, cur.demand_balance, cur.time_balance, cur.deposit_adb, cur.demand_adb,
+    cur.n_deposit_accounts, cur.wealth_aum, cur.wmp_value, cur.fund_value, cur.insurance_value,
+    cur.bond_value, cur.gold_value, cur.aum, cur.loan_balance, cur.loan_adb, cur.n_active_loans,
+    cur.max_days_past_due, cur.worst_five_class, cur.npl_balance, cur.credit_line_amount,
+    cur.credit_line_used, cur.credit_line_utilisation, cur.n_debit_cards, cur.n_credit_cards,
+    cur.credit_card_limit, cur.credit_card_balance, cur.n_products, cur.txn_count, cur.txn_amount,
+    cur.customer_txn_count, cur.customer_txn_amount, cur.digital_txn_count, cur.inflow_amount,
+    cur.outflow_amount, cur.last_txn_time,
+    lt.aum_avg_3m, lt.aum_avg_6m, lt.aum_avg_12m,
+    lt.deposit_adb_avg_3m, lt.deposit_adb_avg_6m, lt.deposit_adb_avg_12m,
+    lt.loan_balance_avg_3m, lt.loan_balance_avg_12m,
+    lt.txn_count_avg_3m, lt.txn_count_avg_12m, lt.customer_txn_count_avg_3m, lt.customer_txn_count_avg_12m,
+    CAST(cur.aum - lt.aum_p1 AS DECIMAL(18, 2)) AS aum_chg_1m,
+    CAST(cur.aum - lt.aum_p3 AS DECIMAL(18, 2)) AS aum_chg_3m,
+    CAST(cur.aum - lt.aum_p12 AS DECIMAL(18, 2)) AS aum_chg_12m,
+    CAST(cur.deposit_balance - lt.deposit_balance_p1 AS DECIMAL(18, 2)) AS deposit_balance_chg_1m,
+    CAST(cur.deposit_balance - lt.deposit_balance_p3 AS DECIMAL(18, 2)) AS deposit_balance_chg_3m,
+    CAST(cur.deposit_balance - lt.deposit_balance_p12 AS DECIMAL(18, 2)) AS deposit_balance_chg_12m,
+    CAST(cur.deposit_adb - lt.deposit_adb_p1 AS DECIMAL(18, 2)) AS deposit_adb_chg_1m,
+    CAST(cur.deposit_adb - lt.deposit_adb_p3 AS DECIMAL(18, 2)) AS deposit_adb_chg_3m,
+    CAST(cur.loan_balance - lt.loan_balance_p1 AS DECIMAL(18, 2)) AS loan_balance_chg_1m,
+    CAST(cur.loan_balance - lt.loan_balance_p3 AS DECIMAL(18, 2)) AS loan_balance_chg_3m,
+    cur.txn_count - lt.txn_count_p1 AS txn_count_chg_1m,
+    cur.customer_txn_count - lt.customer_txn_count_p3 AS customer_txn_count_chg_3m
+FROM lt
+JOIN m AS cur ON cur.customer_id = lt.customer_id AND cur.month_idx = lt.month_idx
+JOIN dim_customer AS d ON d.customer_id = lt.customer_id

@@ -1,0 +1,17 @@
+-- Staging: corporate_customer for every loaded as-of date, typed per the canonical contract.
+SELECT
+    as_of_date,
+    src_system,
+    cust_no,
+    credit_code,
+    cust_name,
+    economic_nature,
+    enterprise_form,
+    industry,
+    registered_capital,
+    legal_rep_name,
+    phone,
+    established_date,
+    open_date,
+    org_code
+FROM lake_corporate_customer

@@ -1,0 +1,10 @@
+-- Staging: org for every loaded as-of date, typed per the canonical contract.
+SELECT
+    as_of_date,
+    org_code,
+    org_name,
+    org_level,
+    parent_code,
+    region_code,
+    open_date
+FROM lake_org

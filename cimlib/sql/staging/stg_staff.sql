@@ -1,0 +1,10 @@
+-- Staging: staff for every loaded as-of date, typed per the canonical contract.
+SELECT
+    as_of_date,
+    staff_no,
+    staff_name,
+    org_code,
+    role,
+    hire_date,
+    status
+FROM lake_staff
