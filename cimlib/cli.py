@@ -118,11 +118,12 @@ def _cmd_build(args: argparse.Namespace, home: Home) -> int:
                 c.print(f"  {k}: {v}")
         rows = summary.get("row_counts") or {}
         if rows:
-            t = Table(title="Rows")
+            t = Table(title="Published marts")
             t.add_column("model")
             t.add_column("rows", justify="right")
             for name, n in rows.items():
-                t.add_row(name, f"{n:,}")
+                if name.startswith(("mart_", "dim_")):
+                    t.add_row(name, f"{n:,}")
             c.print(t)
 
     _emit(args, summary, human)

@@ -396,6 +396,8 @@ class _Sim:
         )
         ts = tx["day"] * 86400 + secs
         order = np.argsort(ts, kind="stable")
+        # A flow that rounds to 0.00 is no transaction: a real core system posts none (contract min 0.01).
+        order = order[tx["amt"][order] > 0]
         mcc = np.where(chan == CH["POS"], rng.integers(0, len(MCC), nt), -1)
         ymd = y * 10000 + mo * 100 + self.dates[k].day
         ci = ~SYSTEM_TYPES[typ]
@@ -403,7 +405,7 @@ class _Sim:
         txn = pa.table(
             {
                 "txn_id": A.ascii_strings(
-                    np.hstack([A.digits(np.full(nt, ymd), 8), A.digits(np.arange(nt), 10)])
+                    np.hstack([A.digits(np.full(len(order), ymd), 8), A.digits(np.arange(len(order)), 10)])
                 ),
                 "account_no": ac["acct_no"].take(pa.array(tx["acc"][order])),
                 "txn_time": pa.array(ts[order].astype("datetime64[s]")),
