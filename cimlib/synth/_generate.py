@@ -852,15 +852,22 @@ def generate(
             if p.is_dir() and (_DATE_DIR.match(p.name) or p.name == "_answers"):
                 shutil.rmtree(p)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     sim = _Sim(out_dir, customers, months, seed, end_date or DEFAULT_END)
-    sim.setup()
-    if progress:
+    with Progress(
+        TextColumn("synth {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        disable=not progress, transient=False,
+    ) as bar:
+        task = bar.add_task("building the bank", total=months)
+        sim.setup()
         log.info("synth: world built in %.1fs", time.perf_counter() - t0)
-    for k in range(months):
-        tables = sim.month(k)
-        sim.write_month(k, tables)
-        del tables
-        if progress:
+        for k in range(months):
+            bar.update(task, description=f"month {sim.dates[k].isoformat()}")
+            tables = sim.month(k)
+            sim.write_month(k, tables)
+            del tables
+            bar.advance(task)
             log.info(
                 "synth: %s written (%d transactions) at %.1fs",
                 sim.dates[k].isoformat(),
