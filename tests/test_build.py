@@ -301,3 +301,12 @@ def test_no_loaded_dates(tmp_path):
     with pytest.raises(BuildError, match="no loaded"):
         build(home)
     assert current_snapshot(home) is None
+
+
+def test_memory_limit_spills_and_gives_same_marts(tmp_path, monkeypatch, built):
+    home = make_lake(tmp_path)
+    monkeypatch.setenv("CIM_BUILD_MEMORY_LIMIT", "256MB")
+    build(home)
+    assert (home.warehouse / "spill").is_dir()
+    sql = "SELECT * FROM mart_customer_month ORDER BY customer_id, as_of_date"
+    assert _rows(home, sql) == _rows(built[0], sql)

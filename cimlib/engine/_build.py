@@ -36,6 +36,7 @@ from cimlib.engine._pipeline import Model, SqlPipeline
 
 log = logging.getLogger(__name__)
 
+MEMORY_ENV = "CIM_BUILD_MEMORY_LIMIT"
 PAUSE_ENV = "CIM_BUILD_PAUSE_AFTER"
 PAUSE_SECONDS_ENV = "CIM_BUILD_PAUSE_SECONDS"
 DEFAULT_KEEP = 3
@@ -254,14 +255,29 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
         tmp = snap_dir / f"{snapshot_id}.duckdb.tmp"
         log.info("build started", extra={"snapshot_id": snapshot_id, "as_of_dates": dates})
 
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(
+            TextColumn("build {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            disable=not progress,
+        )
+        task = bar.add_task("models", total=len(pipeline.models) + 1)
+
         def after_model(m: Model, seconds: float) -> None:
-            if progress:
-                log.info("model %s built in %.2fs", m.name, seconds)
+            log.info("model %s built in %.2fs", m.name, seconds)
+            bar.update(task, advance=1, description=m.name)
             if pause_after == m.name:
                 log.warning("pausing after %s for %ss (%s)", m.name, pause_seconds, PAUSE_ENV)
                 time.sleep(pause_seconds)
 
-        engine = DuckDBEngine(tmp)
+        # DuckDB takes 80% of RAM by default. CIM_BUILD_MEMORY_LIMIT (e.g. "6GB") caps it for a machine
+        # shared with readers; it then spills to the warehouse's spill folder.
+        memory_limit = os.environ.get(MEMORY_ENV) or None
+        engine = DuckDBEngine(tmp, memory_limit=memory_limit)
+        if memory_limit:
+            spill = home.warehouse / "spill"
+            spill.mkdir(parents=True, exist_ok=True)
+            engine.execute(f"SET temp_directory = '{spill.as_posix()}'")
         try:
             # Row order of unsorted tables is not part of any contract (models that need an order
             # declare ``order_by``), so let DuckDB skip order preservation: cheaper parallel writes.
@@ -270,8 +286,11 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
             files = create_lake_views(engine, home, dates)
             if pause_after == "lake_views":
                 time.sleep(pause_seconds)
-            timings = pipeline.run(engine, after_model=after_model)
-            results = run_contracts(engine, pipeline)
+            with bar:
+                timings = pipeline.run(engine, after_model=after_model)
+                bar.update(task, description="contracts")
+                results = run_contracts(engine, pipeline)
+                bar.update(task, advance=1)
             counts = _row_counts(
                 engine,
                 [m.name for m in pipeline.models if m.layer != "staging"]
