@@ -51,6 +51,18 @@ def _emit(args: argparse.Namespace, payload: Any, human: Callable[[Console], Non
         human(_console())
 
 
+def _print_marts(c: Console, snapshot: dict[str, Any]) -> None:
+    """Print the row counts of a snapshot's marts and dimensions."""
+    rows = {k: n for k, n in (snapshot.get("row_counts") or {}).items() if k.startswith(("mart_", "dim_"))}
+    if rows:
+        t = Table(title="Published marts")
+        t.add_column("model")
+        t.add_column("rows", justify="right")
+        for name, n in rows.items():
+            t.add_row(name, f"{n:,}")
+        c.print(t)
+
+
 def _cmd_synth(args: argparse.Namespace, home: Home) -> int:
     from cimlib.synth import generate
 
@@ -116,15 +128,7 @@ def _cmd_build(args: argparse.Namespace, home: Home) -> int:
         for k, v in summary.items():
             if k != "snapshot_id" and not isinstance(v, dict | list):
                 c.print(f"  {k}: {v}")
-        rows = summary.get("row_counts") or {}
-        if rows:
-            t = Table(title="Published marts")
-            t.add_column("model")
-            t.add_column("rows", justify="right")
-            for name, n in rows.items():
-                if name.startswith(("mart_", "dim_")):
-                    t.add_row(name, f"{n:,}")
-            c.print(t)
+        _print_marts(c, summary)
 
     _emit(args, summary, human)
     return EXIT_OK
@@ -170,15 +174,7 @@ def _cmd_status(args: argparse.Namespace, home: Home) -> int:
                 by = ", ".join(f"{k} {v}" for k, v in payload["quarantine"][r["as_of_date"]].items())
                 t.add_row(r["as_of_date"], f"{read:,}", f"{q:,}", by)
             c.print(t)
-        rows = cur.get("row_counts") or {}
-        if rows:
-            t = Table(title="Published marts")
-            t.add_column("model")
-            t.add_column("rows", justify="right")
-            for name, n in rows.items():
-                if name.startswith("mart_") or name.startswith("dim_"):
-                    t.add_row(name, f"{n:,}")
-            c.print(t)
+        _print_marts(c, cur)
 
     _emit(args, payload, human)
     return EXIT_OK
