@@ -46,6 +46,11 @@ class Home:
         return self.root / "data" / "state"
 
     @property
+    def loads(self) -> Path:
+        """Load reports, one ``<as_of>.json`` per loaded date; a date is loaded when its report exists."""
+        return self.state / "loads"
+
+    @property
     def outputs(self) -> Path:
         """Reports, lists and models."""
         return self.root / "outputs"

@@ -56,7 +56,7 @@ def _pointer(home: Home) -> Path:
 
 def loaded_dates(home: Home) -> list[str]:
     """As-of dates (``YYYY-MM-DD``) whose load report exists, ascending."""
-    loads = home.state / "loads"
+    loads = home.loads
     out = []
     for p in sorted(loads.glob("*.json")) if loads.is_dir() else []:
         try:

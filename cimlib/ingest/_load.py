@@ -70,10 +70,6 @@ def _as_of(extract_dir: Path) -> _dt.date:
         raise IngestError(f"{extract_dir}: {extract_dir.name} is not a valid date") from exc
 
 
-def _reports_dir(home: Home) -> Path:
-    return home.state / "loads"
-
-
 def _column_sources(
     mapping: Mapping, spec: FileSpec, contract: TableContract, header: list[str], warnings: list[str]
 ) -> dict[str, str]:
@@ -448,7 +444,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def _previous_report(home: Home, as_of: _dt.date) -> dict[str, Any] | None:
-    p = _reports_dir(home) / f"{as_of.isoformat()}.json"
+    p = home.loads / f"{as_of.isoformat()}.json"
     if not p.is_file():
         return None
     try:
@@ -523,7 +519,7 @@ def ingest_date(extract_dir: Path, home: Home, mapping: Path | None = None, prog
     warnings.extend(f"table {t}: no file in mapping {m.name}; not loaded" for t in unmapped)
 
     previous = _previous_report(home, as_of)
-    report_path = _reports_dir(home) / f"{as_of.isoformat()}.json"
+    report_path = home.loads / f"{as_of.isoformat()}.json"
     tmp = home.state / "tmp" / f"ingest-{as_of.isoformat()}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -702,7 +698,7 @@ def load_reports(home: Home) -> list[dict]:
     list of dict
         One report per loaded as-of date (see :func:`ingest_date`).
     """
-    d = _reports_dir(home)
+    d = home.loads
     if not d.is_dir():
         return []
     out = []
