@@ -1,0 +1,759 @@
+"""The customer 360 app: search, a results list and a tabbed 360 view, built with ipywidgets.
+
+All logic is here, so it is unit-tested without a browser; ``notebooks/apps/customer_360.ipynb`` only calls
+:func:`customer_360_app`. Data comes only through ``cimlib.customer`` with the signed-in principal, so row
+scope, masking and the audit log apply; the app never sees an unmasked or out-of-scope row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import logging
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from types import ModuleType
+from typing import Any, Protocol
+
+import ipywidgets as w
+import pandas as pd
+
+from cimlib import charts
+from cimlib.i18n import (
+    DEFAULT_LANG,
+    LANGS,
+    code_label,
+    column_label,
+    format_count,
+    format_money,
+    money_unit,
+    t,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_RESULTS = 50
+MAX_TABLE_ROWS = 200
+
+# Columns shown as money (yuan; 万元 in Chinese). Counts, rates and days are not.
+_MONEY_WORDS = (
+    "balance",
+    "adb",
+    "amount",
+    "aum",
+    "value",
+    "limit",
+    "capital",
+    "revenue",
+    "assets",
+    "liabilities",
+    "profit",
+    "used",
+    "volume",
+    "income",
+    "principal",
+    "market_value",
+)
+_NOT_MONEY_WORDS = (
+    "n_",
+    "count",
+    "rate",
+    "ratio",
+    "util",
+    "days",
+    "share",
+    "pct",
+    "months",
+    "score",
+    "rank",
+    "date",
+    "type",
+    "code",
+    "no",
+)
+# Columns holding a code of a code list (labelled from codes.yaml / the locale files).
+_CODE_COLUMNS = {
+    "customer_type": "customer_type",
+    "channel": "channel",
+    "five_class": "five_class",
+    "worst_five_class": "five_class",
+    "loan_form": "loan_form",
+    "account_type": "account_type",
+    "wealth_type": "wealth_type",
+    "asset_type": "asset_type",
+    "status": "status",
+    "biz_type": "biz_type",
+    "guarantee_type": "guarantee_type",
+    "card_type": "card_type",
+    "economic_nature": "economic_nature",
+    "enterprise_form": "enterprise_form",
+    "industry": "industry",
+    "education": "education",
+    "occupation": "occupation",
+    "marital_status": "marital_status",
+    "sex": "sex",
+    "role": "role",
+    "product_category": "product_category",
+    "event_type": "event_type",
+    "flag": "risk_flag",
+    "severity": "severity",
+    "matched_on": "matched_on",
+}
+
+
+class CustomerService(Protocol):
+    """What the app needs from ``cimlib.customer`` (a fake in unit tests)."""
+
+    def search(self, principal: Any, query: str, *, home: Any = None, limit: int = 50) -> pd.DataFrame: ...
+
+    def customer_360(
+        self, principal: Any, customer_id: str, *, as_of: Any = None, home: Any = None
+    ) -> Any: ...
+
+
+def _default_service() -> ModuleType:
+    import cimlib.customer
+
+    return cimlib.customer
+
+
+def _not_permitted_error() -> type[Exception]:
+    from cimlib.access import NotFoundOrNotPermitted
+
+    return NotFoundOrNotPermitted
+
+
+def is_money_column(column: str) -> bool:
+    """Return whether a column holds an amount of money (shown in 万元 in Chinese, yuan in English).
+
+    Parameters
+    ----------
+    column : str
+        The column name.
+
+    Returns
+    -------
+    bool
+        True for names like ``deposit_adb`` or ``line_amount``; False for counts, rates, days and codes.
+    """
+    name = column.lower()
+    if any(name.startswith(x) or name.endswith(x) or f"_{x}_" in name for x in _NOT_MONEY_WORDS if x != "n_"):
+        return False
+    if name.startswith("n_"):
+        return False
+    return any(word in name for word in _MONEY_WORDS)
+
+
+def format_cell(column: str, value: Any, lang: str) -> str:
+    """Format one value for display: money in the locale's unit, codes by their label, dates as ISO text.
+
+    Parameters
+    ----------
+    column : str
+        The column the value comes from (decides money or code formatting).
+    value : Any
+        The value.
+    lang : str
+        ``"zh_CN"`` or ``"en"``.
+
+    Returns
+    -------
+    str
+        Display text (not HTML-escaped).
+    """
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NaT:
+        return ""
+    try:
+        if pd.isna(value):
+            return ""
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, bool):
+        return t("app.yes", lang) if value else t("app.no", lang)
+    if column in _CODE_COLUMNS and isinstance(value, str):
+        return code_label(_CODE_COLUMNS[column], value, lang)
+    if isinstance(value, int | float | Decimal) and is_money_column(column):
+        return format_money(value, lang)
+    if isinstance(value, pd.Timestamp | dt.datetime):
+        return value.strftime("%Y-%m-%d")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return format_count(value, lang)
+    if isinstance(value, list | tuple):
+        return ", ".join(format_cell(column, v, lang) for v in value)
+    return str(value)
+
+
+def column_header(column: str, lang: str) -> str:
+    """Return a column's localized header, with the money unit for money columns."""
+    label = column_label(column, lang)
+    return f"{label} ({money_unit(lang)})" if is_money_column(column) else label
+
+
+def table_html(
+    frame: pd.DataFrame | None, lang: str, *, css_class: str = "cim-table", max_rows: int = MAX_TABLE_ROWS
+) -> str:
+    """Render a frame as an escaped HTML table with localized headers and formatted cells.
+
+    Parameters
+    ----------
+    frame : DataFrame or None
+        The rows to show (already scoped and masked by the service).
+    lang : str
+        ``"zh_CN"`` or ``"en"``.
+    css_class : str
+        The table's CSS class.
+    max_rows : int
+        Show at most this many rows (and say how many there were).
+
+    Returns
+    -------
+    str
+        HTML; an empty frame gives a "none" line.
+    """
+    if frame is None or len(frame) == 0:
+        return f'<p class="cim-empty">{html.escape(t("app.none", lang))}</p>'
+    shown = frame.head(max_rows)
+    head = "".join(f"<th>{html.escape(column_header(str(c), lang))}</th>" for c in shown.columns)
+    body = []
+    for row in shown.itertuples(index=False, name=None):
+        cells = []
+        for col, val in zip(shown.columns, row, strict=True):
+            text = html.escape(format_cell(str(col), val, lang))
+            align = (
+                ' class="num"' if isinstance(val, int | float | Decimal) and not isinstance(val, bool) else ""
+            )
+            cells.append(f"<td{align}>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = ""
+    if len(frame) > max_rows:
+        note = t("app.more_rows", lang, shown=max_rows, total=len(frame))
+        more = f'<p class="cim-more">{html.escape(note)}</p>'
+    rows = "".join(body)
+    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{more}'
+
+
+def overview_html(overview: Mapping[str, Any] | None, lang: str) -> str:
+    """Render the overview dict as a two-column table of localized labels and formatted values."""
+    if not overview:
+        return f'<p class="cim-empty">{html.escape(t("app.none", lang))}</p>'
+    rows = "".join(
+        f"<tr><th>{html.escape(column_header(str(k), lang))}</th>"
+        f"<td>{html.escape(format_cell(str(k), v, lang))}</td></tr>"
+        for k, v in overview.items()
+        if not isinstance(v, dict | pd.DataFrame)
+    )
+    return f'<table class="cim-table cim-overview">{rows}</table>'
+
+
+def chart_html(chart: Any, css_class: str) -> str:
+    """Embed a chart as inline SVG rendered in the kernel (offline: no CDN, no JavaScript)."""
+    try:
+        svg = charts.to_svg(chart)
+    except Exception:  # a chart that fails to render must not take the view down
+        log.exception("chart rendering failed")
+        return ""
+    return f'<div class="cim-chart {css_class}">{svg}</div>'
+
+
+_CSS = """<style>
+.cim-app { font-family: "Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", sans-serif; max-width: 1100px; }
+.cim-app .cim-title { font-size: 18px; font-weight: 600; }
+.cim-app .cim-principal { color: #455a64; }
+.cim-app table.cim-table { border-collapse: collapse; font-size: 13px; margin: 4px 0 10px; }
+.cim-app table.cim-table th, .cim-app table.cim-table td { border-bottom: 1px solid #e0e0e0; padding: 3px 8px;
+  text-align: left; white-space: nowrap; }
+.cim-app table.cim-table td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.cim-app table.cim-overview th { color: #546e7a; font-weight: normal; }
+.cim-app .cim-status { color: #b71c1c; }
+.cim-app .cim-notice { color: #37474f; }
+.cim-app h4 { margin: 10px 0 4px; }
+</style>"""
+
+
+def _section(title: str, body: str) -> str:
+    return f"<h4>{html.escape(title)}</h4>{body}"
+
+
+# ---- adapters from the service's frames to the chart functions' inputs ----------------------------------
+
+
+def trend_for_chart(trend: pd.DataFrame | None) -> tuple[pd.DataFrame, str, list[str]]:
+    """Pick the month column and the balance series of a 360 trend frame.
+
+    Returns
+    -------
+    tuple
+        ``(frame, month_col, series)`` for :func:`cimlib.charts.balance_trend`.
+    """
+    frame = trend if trend is not None else pd.DataFrame()
+    month_col = next(
+        (c for c in ("month", "as_of_month", "period", "as_of_date", "as_of") if c in frame.columns), "month"
+    )
+    wanted = ("deposit_adb", "deposit_balance", "aum", "wealth_aum", "loan_balance")
+    series = [c for c in wanted if c in frame.columns]
+    if "deposit_adb" in series and "deposit_balance" in series:
+        series.remove("deposit_balance")
+    return frame, month_col, series
+
+
+def assets_for_chart(assets: pd.DataFrame | None) -> tuple[pd.DataFrame, str, str]:
+    """Normalise the 360 assets frame to one row per asset type code and value.
+
+    Accepts a long frame (a type column and a value column) or a one-row wide frame of ``*_value`` /
+    balance columns.
+
+    Returns
+    -------
+    tuple
+        ``(frame, type_col, value_col)`` for :func:`cimlib.charts.assets_by_type`.
+    """
+    frame = assets if assets is not None else pd.DataFrame()
+    type_col = next(
+        (c for c in ("asset_type", "wealth_type", "type", "category") if c in frame.columns), None
+    )
+    value_col = next(
+        (c for c in ("value", "amount", "balance", "market_value", "aum") if c in frame.columns), None
+    )
+    if type_col and value_col:
+        return frame, type_col, value_col
+    wide = {
+        "deposit_balance": "DEPOSIT",
+        "deposits": "DEPOSIT",
+        "wmp_value": "WMP",
+        "fund_value": "FUND",
+        "insurance_value": "INSURANCE",
+        "bond_value": "BOND",
+        "gold_value": "GOLD",
+    }
+    rows = [(code, frame[col].iloc[0]) for col, code in wide.items() if col in frame.columns and len(frame)]
+    return pd.DataFrame(rows, columns=["asset_type", "value"]), "asset_type", "value"
+
+
+def channels_for_chart(mix: pd.DataFrame | None) -> tuple[pd.DataFrame, str, str]:
+    """Pick the channel and count columns of the 360 channel-mix frame.
+
+    Returns
+    -------
+    tuple
+        ``(frame, channel_col, value_col)`` for :func:`cimlib.charts.channel_mix`.
+    """
+    frame = mix if mix is not None else pd.DataFrame()
+    channel_col = next((c for c in ("channel", "channel_code") if c in frame.columns), "channel")
+    value_col = next(
+        (
+            c
+            for c in ("txn_count", "count", "n_txn", "transactions", "txn_amount", "amount")
+            if c in frame.columns
+        ),
+        "txn_count",
+    )
+    return frame, channel_col, value_col
+
+
+# ---- the app --------------------------------------------------------------------------------------------
+
+
+class CustomerApp:
+    """The customer 360 app for one principal.
+
+    Parameters
+    ----------
+    principal : Principal
+        The signed-in user (from :func:`cimlib.apps.principal_from_request`).
+    service : CustomerService, optional
+        The customer service (default: the ``cimlib.customer`` module).
+    home : str, optional
+        The CIM home passed to the service.
+    lang : str
+        ``"zh_CN"`` (default) or ``"en"``.
+
+    Attributes
+    ----------
+    widget : ipywidgets.VBox
+        The app's root widget (display it).
+    results : DataFrame or None
+        The last search's rows.
+    current : Customer360 or None
+        The customer on show.
+    """
+
+    def __init__(
+        self,
+        principal: Any,
+        *,
+        service: CustomerService | None = None,
+        home: Any = None,
+        lang: str = DEFAULT_LANG,
+    ) -> None:
+        if lang not in LANGS:
+            raise ValueError(f"unknown language {lang!r}")
+        self.principal = principal
+        self.service: CustomerService = service if service is not None else _default_service()
+        self.home = home
+        self.lang = lang
+        self.results: pd.DataFrame | None = None
+        self.current: Any = None
+        self._status: tuple[str, dict[str, Any]] | None = None
+        self._last_query: tuple[str, float] = ("", 0.0)
+        self._building = False
+
+        self.css = w.HTML(_CSS)
+        self.title = w.HTML()
+        self.principal_label = w.HTML()
+        self.principal_label.add_class("cim-principal")
+        self.lang_toggle = w.ToggleButtons(
+            options=[("中文", "zh_CN"), ("English", "en")], value=lang, style={"button_width": "80px"}
+        )
+        self.lang_toggle.add_class("cim-lang")
+        self.query = w.Text(continuous_update=False, layout=w.Layout(width="360px"))
+        self.query.add_class("cim-search")
+        self.search_button = w.Button(icon="search", button_style="primary")
+        self.search_button.add_class("cim-search-button")
+        self.notice = w.HTML()
+        self.notice.add_class("cim-notice")
+        self.status = w.HTML()
+        self.status.add_class("cim-status")
+        self.results_box = w.VBox()
+        self.results_box.add_class("cim-results")
+        self.detail_title = w.HTML()
+        self.as_of = w.Dropdown(layout=w.Layout(width="180px"))
+        self.as_of.add_class("cim-as-of")
+        self.tabs = w.Tab()
+        self.tabs.add_class("cim-tabs")
+        self.detail = w.VBox(
+            [w.HBox([self.detail_title, self.as_of]), self.tabs], layout=w.Layout(display="none")
+        )
+        self.detail.add_class("cim-detail")
+
+        header = w.HBox(
+            [w.VBox([self.title, self.principal_label]), self.lang_toggle],
+            layout=w.Layout(justify_content="space-between", width="100%"),
+        )
+        search_row = w.HBox([self.query, self.search_button])
+        search_row.add_class("cim-search-row")
+        self.widget = w.VBox(
+            [self.css, header, self.notice, search_row, self.status, self.results_box, self.detail]
+        )
+        self.widget.add_class("cim-app")
+
+        self.search_button.on_click(lambda _b: self._guard(lambda: self.search(self.query.value, force=True)))
+        self.query.observe(lambda ch: self._guard(lambda: self.search(ch["new"])), names="value")
+        self.lang_toggle.observe(lambda ch: self._guard(lambda: self.set_language(ch["new"])), names="value")
+        self.as_of.observe(self._on_as_of, names="value")
+
+        if not self.can_view_detail:
+            self.query.disabled = True
+            self.search_button.disabled = True
+        self._relabel()
+
+    # -- state -------------------------------------------------------------------------------------------
+    @property
+    def can_view_detail(self) -> bool:
+        """Whether the principal may see single-customer detail (provincial analysts may not)."""
+        return bool(getattr(self.principal, "can_view_detail", False))
+
+    def _guard(self, action: Callable[[], None]) -> None:
+        """Run a UI callback; an unexpected error shows a generic message, never a traceback."""
+        try:
+            action()
+        except Exception:
+            log.exception("app callback failed")
+            self._set_status("app.error")
+
+    def _set_status(self, key: str | None, **fmt: Any) -> None:
+        self._status = (key, fmt) if key else None
+        self.status.value = "" if key is None else f"<span>{html.escape(t(key, self.lang, **fmt))}</span>"
+
+    # -- actions -----------------------------------------------------------------------------------------
+    def search(self, query: str, *, force: bool = False) -> pd.DataFrame | None:
+        """Search customers in the principal's scope and list them.
+
+        Parameters
+        ----------
+        query : str
+            Customer number, name, ID number or credit code, phone or account number.
+        force : bool
+            Search again even when the same query was just run (the button; Enter alone is deduplicated).
+
+        Returns
+        -------
+        DataFrame or None
+            The rows listed (``None`` when nothing was searched).
+        """
+        query = (query or "").strip()
+        if not query:
+            return None
+        last, when = self._last_query
+        if not force and query == last and time.monotonic() - when < 2.0:
+            return self.results
+        self._last_query = (query, time.monotonic())
+        if not self.can_view_detail:
+            self._set_status("app.no_detail")
+            return None
+        try:
+            rows = self.service.search(self.principal, query, home=self.home, limit=MAX_RESULTS)
+        except _not_permitted_error():
+            rows = pd.DataFrame()
+        self.results = rows
+        self._render_results()
+        self._set_status(None if len(rows) else "app.no_results")
+        return rows
+
+    def open(self, customer_id: str, *, as_of: Any = None) -> Any:
+        """Open a customer's 360 view.
+
+        Parameters
+        ----------
+        customer_id : str
+            The customer number.
+        as_of : str, optional
+            A month (``YYYY-MM``) or as-of date; default the latest.
+
+        Returns
+        -------
+        Customer360 or None
+            The view, or ``None`` when the customer is not found or not permitted (the same message for
+            both).
+        """
+        if not self.can_view_detail:
+            self._set_status("app.no_detail")
+            return None
+        try:
+            c360 = self.service.customer_360(self.principal, customer_id, as_of=as_of, home=self.home)
+        except _not_permitted_error():
+            self.current = None
+            self.detail.layout.display = "none"
+            self._set_status("app.not_permitted")
+            return None
+        self.current = c360
+        self._set_status(None)
+        self._render_detail()
+        return c360
+
+    def set_language(self, lang: str) -> None:
+        """Switch every label, table and chart to ``lang`` (``"zh_CN"`` or ``"en"``)."""
+        if lang not in LANGS:
+            raise ValueError(f"unknown language {lang!r}")
+        self.lang = lang
+        if self.lang_toggle.value != lang:
+            self.lang_toggle.value = lang
+        self._relabel()
+        if self._status:
+            self._set_status(self._status[0], **self._status[1])
+        if self.results is not None:
+            self._render_results()
+        if self.current is not None:
+            self._render_detail()
+
+    def _on_as_of(self, change: Mapping[str, Any]) -> None:
+        if self._building or self.current is None or not change.get("new"):
+            return
+        if str(change["new"]) == str(getattr(self.current, "as_of", ""))[: len(str(change["new"]))]:
+            return
+        self._guard(lambda: self.open(self.current.customer_id, as_of=change["new"]))
+
+    # -- rendering ---------------------------------------------------------------------------------------
+    def principal_text(self) -> str:
+        """The signed-in user's name, role and scope, as shown in the header."""
+        p = self.principal
+        role = code_label("role", getattr(p, "role", ""), self.lang)
+        scope = getattr(p, "scope_label", "") or ""
+        return t("app.signed_in_as", self.lang, name=getattr(p, "display_name", ""), role=role, scope=scope)
+
+    def _relabel(self) -> None:
+        lang = self.lang
+        self.title.value = f'<div class="cim-title">{html.escape(t("app.title", lang))}</div>'
+        self.principal_label.value = f"<span>{html.escape(self.principal_text())}</span>"
+        self.query.placeholder = t("app.search_placeholder", lang)
+        self.search_button.description = t("app.search_button", lang)
+        self.as_of.description = t("app.as_of", lang)
+        self.notice.value = "" if self.can_view_detail else f"<p>{html.escape(t('app.no_detail', lang))}</p>"
+
+    def _render_results(self) -> None:
+        rows = self.results if self.results is not None else pd.DataFrame()
+        items: list[w.Widget] = []
+        if len(rows):
+            items.append(w.HTML(f"<b>{html.escape(t('app.results_count', self.lang, n=len(rows)))}</b>"))
+        shown_cols = [
+            c
+            for c in (
+                "cust_name",
+                "customer_type",
+                "id_no",
+                "phone",
+                "home_org_name",
+                "county_name",
+                "manager_name",
+                "matched_on",
+            )
+            if c in rows.columns
+        ]
+        for rec in rows.head(MAX_RESULTS).to_dict("records"):
+            cid = str(rec.get("customer_id", ""))
+            button = w.Button(
+                description=cid,
+                tooltip=t("app.open", self.lang),
+                layout=w.Layout(width="auto", min_width="140px"),
+            )
+            button.add_class("cim-result-open")
+            button.on_click(lambda _b, cid=cid: self._guard(lambda: self.open(cid)))
+            text = " · ".join(
+                format_cell(c, rec.get(c), self.lang) for c in shown_cols if rec.get(c) is not None
+            )
+            label = w.HTML(f"<span>{html.escape(text)}</span>")
+            row = w.HBox([button, label])
+            row.add_class("cim-result")
+            items.append(row)
+        self.results_box.children = items
+
+    def _tab_pages(self, c360: Any) -> list[tuple[str, str]]:
+        lang = self.lang
+        get = lambda name: getattr(c360, name, None)  # noqa: E731
+        trend, month_col, series = trend_for_chart(get("trend"))
+        assets, type_col, value_col = assets_for_chart(get("assets"))
+        mix, channel_col, count_col = channels_for_chart(get("channel_mix"))
+        trend_chart = chart_html(
+            charts.balance_trend(trend, lang, month_col=month_col, series=series), "cim-chart-trend"
+        )
+        assets_chart = chart_html(
+            charts.assets_by_type(assets, lang, type_col=type_col, value_col=value_col), "cim-chart-assets"
+        )
+        mix_chart = chart_html(
+            charts.channel_mix(mix, lang, channel_col=channel_col, value_col=count_col), "cim-chart-channels"
+        )
+        pages = [("tabs.overview", overview_html(get("overview"), lang))]
+        pages.append(("tabs.accounts", table_html(get("accounts"), lang)))
+        pages.append(("tabs.assets", assets_chart + table_html(get("assets"), lang)))
+        if str(get("customer_type")) == "C":
+            pages.append(("tabs.financials", table_html(get("financials"), lang)))
+            pages.append(
+                (
+                    "tabs.guarantees",
+                    _section(t("sections.guarantees_given", lang), table_html(get("guarantees_given"), lang))
+                    + _section(
+                        t("sections.guarantees_received", lang), table_html(get("guarantees_received"), lang)
+                    ),
+                )
+            )
+            pages.append(("tabs.business", table_html(get("business"), lang)))
+            pages.append(("tabs.settlement", table_html(get("settlement"), lang)))
+        pages.append(
+            (
+                "tabs.credit",
+                _section(t("sections.credit_lines", lang), table_html(get("credit_lines"), lang))
+                + _section(t("sections.loans", lang), table_html(get("loans"), lang)),
+            )
+        )
+        pages.append(("tabs.products", table_html(get("products"), lang)))
+        pages.append(("tabs.trend", trend_chart + table_html(get("trend"), lang)))
+        pages.append(("tabs.channels", mix_chart + table_html(get("channel_mix"), lang)))
+        pages.append(
+            (
+                "tabs.events",
+                _section(t("sections.events", lang), table_html(get("events"), lang))
+                + _section(t("sections.risk_flags", lang), table_html(get("risk_flags"), lang)),
+            )
+        )
+        return pages
+
+    def _render_detail(self) -> None:
+        c360 = self.current
+        if c360 is None:
+            return
+        lang = self.lang
+        overview = getattr(c360, "overview", None) or {}
+        name = overview.get("cust_name") or overview.get("name") or ""
+        ctype = code_label("customer_type", getattr(c360, "customer_type", ""), lang)
+        as_of = format_cell("as_of", getattr(c360, "as_of", ""), lang)
+        self.detail_title.value = (
+            '<div class="cim-title cim-detail-title">'
+            f"{html.escape(str(c360.customer_id))} · {html.escape(str(name))}"
+            f" · {html.escape(ctype)}</div><div>{html.escape(t('app.as_of_label', lang, as_of=as_of))}</div>"
+        )
+        pages = self._tab_pages(c360)
+        selected = self.tabs.selected_index
+        children = []
+        for _key, body in pages:
+            page = w.HTML(body)
+            page.add_class("cim-tab-page")
+            children.append(page)
+        self.tabs.children = children
+        self.tabs.titles = tuple(t(key, lang) for key, _ in pages)
+        if selected is not None and selected < len(children):
+            self.tabs.selected_index = selected
+        months = [str(m) for m in (getattr(c360, "available_months", None) or [])]
+        self._building = True
+        try:
+            self.as_of.options = months
+            current = str(getattr(c360, "as_of", ""))
+            match = next((m for m in months if current.startswith(m) or m.startswith(current)), None)
+            self.as_of.value = match if match is not None else (months[-1] if months else None)
+        finally:
+            self._building = False
+        self.detail.layout.display = "flex"
+
+
+def denied_view(lang: str = DEFAULT_LANG) -> w.VBox:
+    """The view shown when the kernel cannot confirm who the user is: a message, and no data at all."""
+    box = w.VBox(
+        [
+            w.HTML(_CSS),
+            w.HTML(f'<div class="cim-title">{html.escape(t("app.title", lang))}</div>'),
+            w.HTML(f'<p class="cim-status">{html.escape(t("app.identity_failed", lang))}</p>'),
+        ]
+    )
+    box.add_class("cim-app")
+    box.add_class("cim-denied")
+    return box
+
+
+def customer_360_app(
+    *,
+    lang: str = DEFAULT_LANG,
+    home: Any = None,
+    environ: Mapping[str, str] | None = None,
+    service: CustomerService | None = None,
+) -> w.VBox:
+    """Build the app for the user of this Voila kernel (the notebook's only call).
+
+    Establishes the principal from the server-signed identity token first; without a valid one the user
+    sees a message and no data is read.
+
+    Parameters
+    ----------
+    lang : str
+        The starting language.
+    home : str, optional
+        The CIM home (default ``$CIM_HOME``).
+    environ : mapping, optional
+        The environment holding the token and secret (default ``os.environ``); for tests.
+    service : CustomerService, optional
+        The customer service (default ``cimlib.customer``).
+
+    Returns
+    -------
+    ipywidgets.VBox
+        The app, or the denied view.
+    """
+    from cimlib.apps._identity import principal_from_request
+    from cimlib.serve._token import IdentityError
+
+    try:
+        principal = principal_from_request(home=home, environ=environ)
+    except IdentityError as exc:
+        log.warning("app refused: %s", exc)
+        return denied_view(lang)
+    return CustomerApp(principal, service=service, home=home, lang=lang).widget
+
+
+def warm_up() -> None:
+    """Do the slow once-a-process work while a kernel preheats: imports and the chart engine."""
+    import cimlib.access
+    import cimlib.customer  # noqa: F401
+
+    charts.warm_up()

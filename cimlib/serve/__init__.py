@@ -1,0 +1,23 @@
+"""``cim serve``: the Voila app server, its sign-in, and the signed identity handed to app kernels."""
+
+from cimlib.serve._identity import CimIdentityProvider, normalize_remote_user
+from cimlib.serve._passwords import check_password, hash_password, password_file, set_password
+from cimlib.serve._server import APPS_DIR, ServeOptions, serve, voila_config
+from cimlib.serve._token import IdentityError, new_secret, sign_identity, verify_identity
+
+__all__ = [
+    "APPS_DIR",
+    "CimIdentityProvider",
+    "IdentityError",
+    "ServeOptions",
+    "check_password",
+    "hash_password",
+    "new_secret",
+    "normalize_remote_user",
+    "password_file",
+    "serve",
+    "set_password",
+    "sign_identity",
+    "verify_identity",
+    "voila_config",
+]
