@@ -180,6 +180,37 @@ def _cmd_status(args: argparse.Namespace, home: Home) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.serve import ServeOptions, password_file, serve, set_password
+
+    pwfile = Path(args.password_file) if args.password_file else password_file(home)
+    if args.set_password:
+        import getpass
+
+        if sys.stdin.isatty():
+            pw = getpass.getpass(f"New password for {args.set_password}: ")
+        else:
+            pw = sys.stdin.readline().rstrip("\n")
+        if not pw:
+            raise CliError("empty password", EXIT_USAGE)
+        set_password(pwfile, args.set_password, pw)
+        _emit(args, {"user": args.set_password, "password_file": str(pwfile)},
+              lambda c: c.print(f"Password set for {args.set_password} in {pwfile}"))
+        return EXIT_OK
+    if args.auth == "header" and not args.trusted_proxy:
+        raise CliError("--auth header needs at least one --trusted-proxy address", EXIT_USAGE)
+    if args.auth == "password" and not pwfile.exists():
+        raise CliError(f"no password file {pwfile}; set one with `cim serve --set-password USER`", EXIT_USAGE)
+    opts = ServeOptions(
+        home=home, port=args.port, host=args.host, open_browser=not args.no_browser,
+        preheat=not args.no_preheat, pool_size=args.pool_size, auth_mode=args.auth, password_file=pwfile,
+        trusted_proxies=list(args.trusted_proxy or []), user_header=args.user_header, base_url=args.base_url,
+    )
+    if not args.verbose:
+        logging.getLogger().setLevel(logging.INFO)
+    return serve(opts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``cim``."""
     # The global options are accepted before or after the command. The sub-commands' copies default to
@@ -215,6 +246,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", parents=[common], help="published snapshot, loads and quarantine")
     st.set_defaults(func=_cmd_status)
+
+    sv = sub.add_parser("serve", parents=[common], help="serve the Voila apps (sign-in, preheated kernels)")
+    sv.add_argument("--port", type=int, default=8866)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    sv.add_argument("--no-preheat", action="store_true", help="start a kernel per visit (slow first paint)")
+    sv.add_argument("--pool-size", type=int, default=2, help="preheated kernels kept ready (default 2)")
+    sv.add_argument("--auth", choices=["password", "header"], default="password",
+                    help="password: our sign-in form; header: trust the SSO proxy's user header")
+    sv.add_argument("--password-file", help="password hashes (default HOME/data/state/serve/passwords.json)")
+    sv.add_argument("--trusted-proxy", action="append", metavar="ADDR",
+                    help="SSO proxy address or CIDR whose user header is believed (header mode; repeatable)")
+    sv.add_argument("--user-header", default="X-Remote-User", help="the SSO proxy's user header")
+    sv.add_argument("--base-url", default="/", help="URL prefix behind a reverse proxy, e.g. /cim/")
+    sv.add_argument("--set-password", metavar="USER",
+                    help="set USER's sign-in password (read from stdin) and exit")
+    sv.set_defaults(func=_cmd_serve)
     return p
 
 
