@@ -1,0 +1,128 @@
+"""One read-only connection per process to the published warehouse snapshot, reopened when it changes.
+
+Services call :func:`warehouse` for every request: it costs a ``stat`` of the ``CURRENT`` pointer, and a
+new connection only after a build publishes a new snapshot. DuckDB connections are not meant to run two
+queries at once, so :meth:`Warehouse.query` serialises callers with a lock (a Voila kernel runs one
+request at a time anyway; the lock is for threads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cimlib.config import Home, get_home
+
+log = logging.getLogger(__name__)
+
+
+class Snapshot:
+    """An open read-only connection to one published snapshot, with small per-snapshot caches."""
+
+    def __init__(self, con: Any, snapshot_id: str, file: str) -> None:
+        self.con = con
+        self.snapshot_id = snapshot_id
+        self.file = file
+        self.lock = threading.RLock()
+        self.cache: dict[str, Any] = {}
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+        """Run ``sql`` with bound ``params``; return column names and all rows."""
+        with self.lock:
+            cur = self.con.execute(sql, list(params))
+            cols = [d[0] for d in cur.description]
+            return cols, cur.fetchall()
+
+    def close(self) -> None:
+        """Close the connection (queries already returned are unaffected)."""
+        with self.lock, contextlib.suppress(Exception):
+            self.con.close()
+
+
+class Warehouse:
+    """The published snapshot of one installation; see the module docstring."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self._pointer = home.warehouse / "CURRENT"
+        self._stamp: tuple[int, int, int] | None = None
+        self._snap: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> Snapshot:
+        """The snapshot ``CURRENT`` points to now (opened on first use and after every publish).
+
+        Raises
+        ------
+        cimlib.engine.BuildError
+            When nothing is published.
+        """
+        try:
+            st = os.stat(self._pointer)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        snap = self._snap
+        if snap is not None and stamp == self._stamp:
+            return snap
+        with self._lock:
+            if self._snap is not None and stamp == self._stamp:
+                return self._snap
+            new = self._open()
+            old, self._snap, self._stamp = self._snap, new, stamp
+        if old is not None:
+            old.close()
+        log.info(
+            "opened warehouse snapshot", extra={"snapshot_id": new.snapshot_id, "home": str(self.home.root)}
+        )
+        return new
+
+    def _open(self) -> Snapshot:
+        from cimlib.engine import BuildError, connect, current_snapshot
+
+        for _ in range(5):
+            cur = current_snapshot(self.home)
+            if cur is None:
+                raise BuildError(f"no published snapshot in {self.home.warehouse}; run `cim build`")
+            con = connect(self.home)
+            path = con.execute(
+                "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+            ).fetchall()[0][0]
+            if Path(path).name == cur["file"]:  # CURRENT did not move between reading it and opening
+                return Snapshot(con, str(cur["snapshot_id"]), str(cur["file"]))
+            con.close()
+        raise BuildError("the published snapshot kept changing while it was being opened")
+
+
+_warehouses: dict[str, Warehouse] = {}
+_lock = threading.Lock()
+
+
+def warehouse(home: Home | str | os.PathLike[str] | None = None) -> Warehouse:
+    """The process-wide :class:`Warehouse` of ``home``."""
+    h = home if isinstance(home, Home) else get_home(home)
+    key = str(h.root)
+    w = _warehouses.get(key)
+    if w is None:
+        with _lock:
+            w = _warehouses.setdefault(key, Warehouse(h))
+    return w
+
+
+def org_name_of(home: Home, org_code: str) -> str | None:
+    """The name of an org in the published warehouse, or ``None`` (nothing published, unknown code)."""
+    try:
+        snap = warehouse(home).snapshot()
+    except Exception:  # no warehouse yet: the label falls back to the code
+        log.debug("no warehouse for org names", exc_info=True)
+        return None
+    names = snap.cache.get("org_names")
+    if names is None:
+        _, rows = snap.query("SELECT org_code, org_name FROM core_org")
+        names = snap.cache["org_names"] = dict(rows)
+    return names.get(org_code)
