@@ -9,7 +9,7 @@ DEMO_CUSTOMERS ?= 5000
 DEMO_MONTHS    ?= 12
 DEMO_SEED      ?= 42
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench bench-app serve lab browser clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,19 @@ demo: install
 	$(CIM) build
 	$(CIM) status
 
-test: install
+# The browser tests drive Debian's Chromium (never `playwright install`); Chinese chart text needs a CJK
+# font. Installed with apt when missing (CI runs as root on a fresh machine).
+browser:
+	@need=""; \
+	[ -x /usr/bin/chromium ] || need="$$need chromium"; \
+	fc-list :lang=zh 2>/dev/null | grep -q . || need="$$need fonts-noto-cjk"; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need; \
+	  else echo "browser tests need:$$need (sudo apt-get install -y$$need)"; fi; \
+	fi
+
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
@@ -37,6 +49,17 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/foundation.py
+
+bench-app: install browser
+	$(BIN)/python bench/app_paint.py
+
+# The apps for the demo bank: set a password first with `$(CIM) serve --set-password USER`.
+serve: install
+	$(CIM) serve
+
+# JupyterLab for analysts' notebooks; as root (CI, containers) it needs --allow-root.
+lab: install
+	$(BIN)/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 clean:
 	rm -rf data/raw data/lake data/warehouse data/state outputs/*

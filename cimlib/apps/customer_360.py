@@ -118,10 +118,21 @@ def _default_service() -> ModuleType:
     return cimlib.customer
 
 
-def _not_permitted_error() -> type[Exception]:
-    from cimlib.access import NotFoundOrNotPermitted
+def _access_error_key(exc: Exception) -> str | None:
+    """The message key for an access-layer refusal, or ``None`` when ``exc`` is not one.
 
-    return NotFoundOrNotPermitted
+    Not found and out of scope give the same message; a role without detail gets its own.
+    """
+    import cimlib.access as access
+
+    if isinstance(exc, access.NotFoundOrNotPermitted):
+        return "app.not_permitted"
+    not_permitted = getattr(access, "NotPermitted", None)
+    if not_permitted is not None and isinstance(exc, not_permitted):
+        return "app.no_detail"
+    if isinstance(exc, access.AccessError):
+        return "app.error"
+    return None
 
 
 def is_money_column(column: str) -> bool:
@@ -497,8 +508,16 @@ class CustomerApp:
             return None
         try:
             rows = self.service.search(self.principal, query, home=self.home, limit=MAX_RESULTS)
-        except _not_permitted_error():
+        except Exception as exc:
+            key = _access_error_key(exc)
+            if key is None:
+                raise
             rows = pd.DataFrame()
+            self.results = rows
+            self._render_results()
+            # An empty search and an out-of-scope one read the same.
+            self._set_status("app.no_results" if key == "app.not_permitted" else key)
+            return rows
         self.results = rows
         self._render_results()
         self._set_status(None if len(rows) else "app.no_results")
@@ -525,10 +544,13 @@ class CustomerApp:
             return None
         try:
             c360 = self.service.customer_360(self.principal, customer_id, as_of=as_of, home=self.home)
-        except _not_permitted_error():
+        except Exception as exc:
+            key = _access_error_key(exc)
+            if key is None:
+                raise
             self.current = None
             self.detail.layout.display = "none"
-            self._set_status("app.not_permitted")
+            self._set_status(key)
             return None
         self.current = c360
         self._set_status(None)
