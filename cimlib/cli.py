@@ -187,6 +187,12 @@ def _cmd_serve(args: argparse.Namespace, home: Home) -> int:
     if args.set_password:
         import getpass
 
+        from cimlib.access import UnknownUser, principal_for
+
+        try:
+            principal_for(args.set_password, home=home)
+        except UnknownUser as exc:
+            raise CliError(f"{args.set_password}: not a user of access.yaml", EXIT_USAGE) from exc
         if sys.stdin.isatty():
             pw = getpass.getpass(f"New password for {args.set_password}: ")
         else:
