@@ -94,9 +94,27 @@ class Warehouse:
                 "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
             ).fetchall()[0][0]
             if Path(path).name == cur["file"]:  # CURRENT did not move between reading it and opening
+                con.execute(f"SET threads = {_reader_threads()}")
                 return Snapshot(con, str(cur["snapshot_id"]), str(cur["file"]))
             con.close()
         raise BuildError("the published snapshot kept changing while it was being opened")
+
+
+THREADS_ENV = "CIM_READER_THREADS"
+
+
+def _reader_threads() -> int:
+    """DuckDB threads of a reader connection: ``$CIM_READER_THREADS``, default 1.
+
+    Services read a few rows of customer-clustered tables per call; one thread is faster for that
+    (no task scheduling) and leaves the other cores to the other app kernels and to builds.
+    """
+    raw = os.environ.get(THREADS_ENV, "1")
+    try:
+        return max(1, min(int(raw), 64))
+    except ValueError:
+        log.warning("ignoring %s=%r (not an integer)", THREADS_ENV, raw)
+        return 1
 
 
 _warehouses: dict[str, Warehouse] = {}

@@ -1,0 +1,145 @@
+"""Shared plumbing of the customer services: the snapshot, small per-snapshot caches, frames, as-of dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from cimlib.access import Snapshot, warehouse
+from cimlib.config import Home, get_home
+
+HomeLike = Home | str | os.PathLike[str] | None
+
+
+class AsOfError(ValueError):
+    """The requested as-of month is malformed or not in the warehouse (says nothing about any customer)."""
+
+
+def resolve_home(home: HomeLike) -> Home:
+    """A :class:`Home` from a Home, a path or ``None`` (``$CIM_HOME``)."""
+    return home if isinstance(home, Home) else get_home(home)
+
+
+def snapshot(home: HomeLike) -> Snapshot:
+    """The published snapshot of ``home`` (a cached connection, reopened after a publish)."""
+    return warehouse(resolve_home(home)).snapshot()
+
+
+def frame(cols: Sequence[str], rows: list[tuple]) -> pd.DataFrame:
+    """A pandas frame of a small result."""
+    return pd.DataFrame.from_records(rows, columns=list(cols)) if rows else pd.DataFrame(columns=list(cols))
+
+
+def as_of_dates(snap: Snapshot) -> list[dt.date]:
+    """Every as-of date of the warehouse, ascending (cached per snapshot)."""
+    dates = snap.cache.get("as_of_dates")
+    if dates is None:
+        _, rows = snap.query("SELECT DISTINCT as_of_date FROM mart_customer_month ORDER BY as_of_date")
+        dates = snap.cache["as_of_dates"] = [r[0] for r in rows]
+    return list(dates)
+
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
+
+
+def resolve_as_of(snap: Snapshot, as_of: str | dt.date | None) -> dt.date:
+    """The warehouse as-of date of the month ``as_of`` names (``YYYY-MM``, ``YYYY-MM-DD`` or a date).
+
+    ``None`` is the latest month.
+
+    Raises
+    ------
+    AsOfError
+        When ``as_of`` is malformed or its month has no data.
+    """
+    dates = as_of_dates(snap)
+    if not dates:
+        raise AsOfError("the warehouse holds no months")
+    if as_of is None or as_of == "":
+        return dates[-1]
+    if isinstance(as_of, dt.date):
+        ym = (as_of.year, as_of.month)
+    else:
+        m = _MONTH.match(str(as_of).strip())
+        if not m or not 1 <= int(m.group(2)) <= 12:
+            raise AsOfError(f"as-of: expected YYYY-MM or YYYY-MM-DD, got {str(as_of)[:20]!r}")
+        ym = (int(m.group(1)), int(m.group(2)))
+    for d in dates:
+        if (d.year, d.month) == ym:
+            return d
+    raise AsOfError(
+        f"no warehouse data for {ym[0]:04d}-{ym[1]:02d}; available months "
+        f"{dates[0]:%Y-%m} .. {dates[-1]:%Y-%m}"
+    )
+
+
+def products(snap: Snapshot) -> dict[str, tuple[str, str, str]]:
+    """Product code -> (name, category, subtype), from the latest product catalogue (cached)."""
+    got = snap.cache.get("products")
+    if got is None:
+        _, rows = snap.query(
+            "SELECT product_code, product_name, category, subtype FROM stg_product "
+            "WHERE as_of_date = (SELECT max(as_of_date) FROM stg_product)"
+        )
+        got = snap.cache["products"] = {r[0]: (r[1], r[2], r[3]) for r in rows}
+    return got
+
+
+def labels(snap: Snapshot) -> dict[tuple[str, str], tuple[str, str]]:
+    """(list_name, code) -> (English, Chinese) label, from ``ref_code`` (cached)."""
+    got = snap.cache.get("labels")
+    if got is None:
+        _, rows = snap.query("SELECT list_name, code, label_en, label_zh FROM ref_code")
+        got = snap.cache["labels"] = {(r[0], r[1]): (r[2], r[3]) for r in rows}
+    return got
+
+
+def npl_classes(snap: Snapshot) -> frozenset[str]:
+    """Five-tier classes that are non-performing (``ref_five_class.npl``)."""
+    got = snap.cache.get("npl")
+    if got is None:
+        _, rows = snap.query("SELECT code FROM ref_five_class WHERE npl")
+        got = snap.cache["npl"] = frozenset(r[0] for r in rows)
+    return got
+
+
+def json_safe(value: Any) -> Any:
+    """A JSON-serialisable copy of frames, dicts, dates, decimals, numpy scalars and NaN."""
+    import math
+    from decimal import Decimal
+
+    import numpy as np
+
+    if isinstance(value, pd.DataFrame):
+        return [json_safe(r) for r in value.to_dict(orient="records")]
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [json_safe(v) for v in value.tolist()]
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else round(value, 6)
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, bool | int | str):
+        return value
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
