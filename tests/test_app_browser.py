@@ -50,7 +50,9 @@ def server(bank: Bank, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     finally:
         proc.stop()
         log_text = proc.log_text()
-        assert "Traceback" not in log_text or "cimlib" not in log_text, log_text[-4000:]
+        # Kernels stopped at shutdown may log zmq tracebacks; none may come from our code.
+        ours = [ln for ln in log_text.splitlines() if ln.strip().startswith("File ") and "/cimlib/" in ln]
+        assert not ours, "\n".join(ours)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +136,7 @@ def test_county_manager_finds_and_opens_a_customer_of_their_county(
     page = sign_in(browser, server, "county_mgr_101")
     assert "桐庐县行社经理" in page.inner_text(".cim-principal")
     search_in_app(page, cid)
-    page.wait_for_selector(f".cim-result-open:has-text('{cid}')").click()
+    page.locator(f".cim-result-open:has-text('{cid}')").click()
     title = page.wait_for_selector(".cim-detail-title")
     assert cid in title.inner_text()
     tabs = page.locator(".cim-tabs .lm-TabBar-tab")

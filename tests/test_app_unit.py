@@ -356,15 +356,17 @@ def test_as_of_change_reloads_the_view() -> None:
     assert service.calls[-1] == ("customer_360", ("C0001", "2026-09"))
 
 
-def test_enter_then_click_searches_once_but_the_button_repeats_on_purpose() -> None:
+def test_enter_then_click_searches_once() -> None:
     service = FakeService()
     app = CustomerApp(MANAGER, service=service, lang="en")
-    app.query.value = "张"  # Enter in the box
+    app.query.value = "张"  # Enter in the box (or the blur when the button is clicked)
     assert service.calls == [("search", "张")]
-    app.search("张")  # the same query right away (e.g. blur) is not searched (nor audit-logged) again
+    app.search_button.click()  # the same query right away is not searched (nor audit-logged) again
     assert len(service.calls) == 1
-    app.search_button.click()
+    app.search("张", force=True)
     assert len(service.calls) == 2
+    app.query.value = "李"
+    assert service.calls[-1] == ("search", "李")
 
 
 def test_an_unexpected_error_shows_a_message_not_a_traceback() -> None:
@@ -543,3 +545,98 @@ def test_app_notebook_has_no_logic_and_no_outputs() -> None:
         assert cell.get("outputs") == [] and cell.get("execution_count") is None
         tree = ast.parse("".join(cell["source"]))
         assert not [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef | ast.Lambda)]
+
+
+# ---- the app on the shared test bank, through the real access layer and customer service -----------------
+
+FRAMES = (
+    "accounts",
+    "assets",
+    "credit_lines",
+    "loans",
+    "products",
+    "trend",
+    "channel_mix",
+    "events",
+    "risk_flags",
+    "cards",
+    "wealth",
+    "financials",
+    "guarantees_given",
+    "guarantees_received",
+    "business",
+    "settlement",
+)
+# Code values whose label is the code itself in English.
+SAME_IN_ENGLISH = {("channel", "ATM"), ("channel", "POS")}
+
+
+def unlabelled(c360: Any) -> set[str]:
+    """Columns, overview keys and code values of a 360 view that either locale has no label for."""
+    from cimlib.apps.customer_360 import _CODE_COLUMNS, _HIDDEN_COLUMNS, visible_columns
+
+    found: set[str] = set()
+
+    def check(col: str, values: list[Any]) -> None:
+        for lang in LANGS:
+            if column_label(col, lang) == col:
+                found.add(f"column {col} ({lang})")
+            domain = _CODE_COLUMNS.get(col)
+            for v in values if domain else ():
+                if (
+                    isinstance(v, str)
+                    and code_label(domain, v, lang) == v
+                    and (domain, v) not in SAME_IN_ENGLISH
+                ):
+                    found.add(f"code {domain}.{v} ({lang})")
+
+    for key, value in c360.overview.items():
+        if key not in _HIDDEN_COLUMNS:
+            check(key, value if isinstance(value, list) else [value])
+    for name in FRAMES:
+        frame = getattr(c360, name)
+        for col in visible_columns(frame, name):
+            check(col, frame[col].dropna().tolist())
+    return found
+
+
+@pytest.fixture(scope="module")
+def real_customers(bank: Any) -> dict[str, Any]:
+    from cimlib.access import principal_for
+    from cimlib.customer import search
+
+    manager = principal_for("county_mgr_101", home=bank.home)
+    found: dict[str, Any] = {"manager": manager}
+    for query in ("王", "李", "张", "刘", "陈", "桐庐"):
+        rows = search(manager, query, home=bank.home, limit=50)
+        for rec in rows.to_dict("records"):
+            found.setdefault(rec["customer_type"], rec["customer_id"])
+    assert {"I", "C"} <= set(found), found
+    return found
+
+
+@pytest.mark.parametrize("ctype", ["I", "C"])
+def test_real_360_renders_every_tab_with_labels_in_both_languages(
+    bank: Any, real_customers: dict[str, Any], ctype: str
+) -> None:
+    app = CustomerApp(real_customers["manager"], home=bank.home, lang="zh_CN")
+    assert "县行 101000" in app.principal_label.value
+    c360 = app.open(real_customers[ctype])
+    assert c360 is not None and c360.customer_id == real_customers[ctype]
+    titles = app.tabs.titles
+    assert ("财务" in titles) == (ctype == "C") and "渠道" in titles and "近12个月趋势" in titles
+    pages = "\n".join(p.value for p in app.tabs.children)
+    assert pages.count("<svg") == 3  # trend, assets, channel mix: rendered in the kernel, no CDN
+    assert not unlabelled(c360), sorted(unlabelled(c360))
+    app.set_language("en")
+    assert app.tabs.titles[0] == "Overview" and "County bank 101000" in app.principal_label.value
+
+
+def test_real_search_from_another_county_lists_nothing(bank: Any, real_customers: dict[str, Any]) -> None:
+    from cimlib.access import principal_for
+
+    other = CustomerApp(principal_for("county_mgr_102", home=bank.home), home=bank.home, lang="en")
+    rows = other.search(real_customers["I"], force=True)
+    assert rows is not None and len(rows) == 0
+    assert other.open(real_customers["I"]) is None
+    assert "not found or not permitted" in other.status.value.lower()

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 MAX_RESULTS = 50
 MAX_TABLE_ROWS = 200
 
-# Columns shown as money (yuan; 万元 in Chinese). Counts, rates and days are not.
+# Columns shown as money (yuan; 万元 in Chinese). Counts, rates, ratios, days and years are not.
 _MONEY_WORDS = (
     "balance",
     "adb",
@@ -52,11 +52,10 @@ _MONEY_WORDS = (
     "used",
     "volume",
     "income",
-    "principal",
-    "market_value",
+    "fee",
+    "basis",
 )
 _NOT_MONEY_WORDS = (
-    "n_",
     "count",
     "rate",
     "ratio",
@@ -70,14 +69,20 @@ _NOT_MONEY_WORDS = (
     "date",
     "type",
     "code",
-    "no",
+    "year",
+    "margin",
 )
-# Columns holding a code of a code list (labelled from codes.yaml / the locale files).
+# Fractions shown as percentages.
+_PERCENT_WORDS = ("rate", "ratio", "util", "share", "margin", "pct")
+# Columns that are money in one frame and something else in another (a risk flag's value is days or yuan).
+_NOT_MONEY_IN = {("risk_flags", "value")}
+# Columns that hold a code of a code list (labelled from the locale files, then codes.yaml).
 _CODE_COLUMNS = {
     "customer_type": "customer_type",
     "channel": "channel",
     "five_class": "five_class",
     "worst_five_class": "five_class",
+    "loan_five_class": "five_class",
     "loan_form": "loan_form",
     "account_type": "account_type",
     "wealth_type": "wealth_type",
@@ -94,12 +99,30 @@ _CODE_COLUMNS = {
     "marital_status": "marital_status",
     "sex": "sex",
     "role": "role",
+    "category": "product_category",
     "product_category": "product_category",
+    "subtype": "product_subtype",
     "event_type": "event_type",
     "flag": "risk_flag",
     "severity": "severity",
     "matched_on": "matched_on",
+    "segment": "segment",
+    "group": "asset_group",
+    "source_systems": "source_system",
 }
+# Columns the app does not show: bookkeeping, or shown another way (the title, a localized sibling).
+_HIDDEN_COLUMNS = {
+    "is_current",
+    "exists_at_as_of",
+    "label_en",
+    "label_zh",
+    "tier_en",
+    "tier_zh",
+    "industry_label",
+    "county_code",
+    "customer_id",
+}
+_KEEP_CUSTOMER_ID = {"guarantees_given", "guarantees_received"}
 
 
 class CustomerService(Protocol):
@@ -135,13 +158,15 @@ def _access_error_key(exc: Exception) -> str | None:
     return None
 
 
-def is_money_column(column: str) -> bool:
+def is_money_column(column: str, frame: str = "") -> bool:
     """Return whether a column holds an amount of money (shown in 万元 in Chinese, yuan in English).
 
     Parameters
     ----------
     column : str
         The column name.
+    frame : str
+        The 360 frame it belongs to (``"risk_flags"`` …), for the few names that differ between frames.
 
     Returns
     -------
@@ -149,64 +174,96 @@ def is_money_column(column: str) -> bool:
         True for names like ``deposit_adb`` or ``line_amount``; False for counts, rates, days and codes.
     """
     name = column.lower()
-    if any(name.startswith(x) or name.endswith(x) or f"_{x}_" in name for x in _NOT_MONEY_WORDS if x != "n_"):
+    if (frame, name) in _NOT_MONEY_IN or name.startswith("n_"):
         return False
-    if name.startswith("n_"):
+    if any(word in name for word in _NOT_MONEY_WORDS):
         return False
     return any(word in name for word in _MONEY_WORDS)
 
 
-def format_cell(column: str, value: Any, lang: str) -> str:
+def is_percent_column(column: str) -> bool:
+    """Return whether a column holds a fraction shown as a percentage (rates, ratios, shares)."""
+    name = column.lower()
+    return any(word in name for word in _PERCENT_WORDS) and not name.startswith("n_")
+
+
+def format_cell(
+    column: str, value: Any, lang: str, *, frame: str = "", row: Mapping[str, Any] | None = None
+) -> str:
     """Format one value for display: money in the locale's unit, codes by their label, dates as ISO text.
 
     Parameters
     ----------
     column : str
-        The column the value comes from (decides money or code formatting).
+        The column the value comes from (decides money, percent or code formatting).
     value : Any
         The value.
     lang : str
         ``"zh_CN"`` or ``"en"``.
+    frame : str
+        The 360 frame the value comes from.
+    row : mapping, optional
+        The whole row; a ``<column>_zh`` / ``<column>_en`` sibling there is shown instead of the code.
 
     Returns
     -------
     str
         Display text (not HTML-escaped).
     """
-    if value is None or (isinstance(value, float) and value != value) or value is pd.NaT:
+    if isinstance(value, list | tuple):
+        return ", ".join(format_cell(column, v, lang, frame=frame) for v in value)
+    if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
         return ""
     try:
         if pd.isna(value):
             return ""
     except (TypeError, ValueError):
         pass
+    if row is not None:
+        sibling = row.get(f"{column}_{'zh' if lang == 'zh_CN' else 'en'}")
+        if isinstance(sibling, str) and sibling:
+            return sibling
     if isinstance(value, bool):
         return t("app.yes", lang) if value else t("app.no", lang)
     if column in _CODE_COLUMNS and isinstance(value, str):
         return code_label(_CODE_COLUMNS[column], value, lang)
-    if isinstance(value, int | float | Decimal) and is_money_column(column):
-        return format_money(value, lang)
+    if isinstance(value, int | float | Decimal):
+        if is_money_column(column, frame):
+            return format_money(value, lang)
+        if is_percent_column(column):
+            return f"{float(value):.2%}"
     if isinstance(value, pd.Timestamp | dt.datetime):
-        return value.strftime("%Y-%m-%d")
+        return (
+            value.strftime("%Y-%m-%d %H:%M") if (value.hour or value.minute) else value.strftime("%Y-%m-%d")
+        )
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, float):
         return f"{value:,.2f}"
-    if isinstance(value, int):
+    if isinstance(value, int) and not column.endswith("year"):
         return format_count(value, lang)
-    if isinstance(value, list | tuple):
-        return ", ".join(format_cell(column, v, lang) for v in value)
     return str(value)
 
 
-def column_header(column: str, lang: str) -> str:
+def column_header(column: str, lang: str, frame: str = "") -> str:
     """Return a column's localized header, with the money unit for money columns."""
     label = column_label(column, lang)
-    return f"{label} ({money_unit(lang)})" if is_money_column(column) else label
+    return f"{label} ({money_unit(lang)})" if is_money_column(column, frame) else label
+
+
+def visible_columns(frame: pd.DataFrame, name: str = "") -> list[str]:
+    """The columns of a 360 frame that the app shows."""
+    hidden = _HIDDEN_COLUMNS - ({"customer_id"} if name in _KEEP_CUSTOMER_ID else set())
+    return [str(c) for c in frame.columns if str(c) not in hidden]
 
 
 def table_html(
-    frame: pd.DataFrame | None, lang: str, *, css_class: str = "cim-table", max_rows: int = MAX_TABLE_ROWS
+    frame: pd.DataFrame | None,
+    lang: str,
+    *,
+    name: str = "",
+    css_class: str = "cim-table",
+    max_rows: int = MAX_TABLE_ROWS,
 ) -> str:
     """Render a frame as an escaped HTML table with localized headers and formatted cells.
 
@@ -216,6 +273,8 @@ def table_html(
         The rows to show (already scoped and masked by the service).
     lang : str
         ``"zh_CN"`` or ``"en"``.
+    name : str
+        The 360 frame's name (``"accounts"``, ``"risk_flags"`` …).
     css_class : str
         The table's CSS class.
     max_rows : int
@@ -228,17 +287,17 @@ def table_html(
     """
     if frame is None or len(frame) == 0:
         return f'<p class="cim-empty">{html.escape(t("app.none", lang))}</p>'
-    shown = frame.head(max_rows)
-    head = "".join(f"<th>{html.escape(column_header(str(c), lang))}</th>" for c in shown.columns)
+    cols = visible_columns(frame, name)
+    head = "".join(f"<th>{html.escape(column_header(c, lang, name))}</th>" for c in cols)
     body = []
-    for row in shown.itertuples(index=False, name=None):
+    for rec in frame.head(max_rows).to_dict("records"):
         cells = []
-        for col, val in zip(shown.columns, row, strict=True):
-            text = html.escape(format_cell(str(col), val, lang))
-            align = (
-                ' class="num"' if isinstance(val, int | float | Decimal) and not isinstance(val, bool) else ""
-            )
-            cells.append(f"<td{align}>{text}</td>")
+        for col in cols:
+            val = rec.get(col)
+            text = html.escape(format_cell(col, val, lang, frame=name, row=rec))
+            numeric = isinstance(val, int | float | Decimal) and not isinstance(val, bool)
+            cls = ' class="num"' if numeric else ""
+            cells.append(f"<td{cls}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     more = ""
     if len(frame) > max_rows:
@@ -254,11 +313,43 @@ def overview_html(overview: Mapping[str, Any] | None, lang: str) -> str:
         return f'<p class="cim-empty">{html.escape(t("app.none", lang))}</p>'
     rows = "".join(
         f"<tr><th>{html.escape(column_header(str(k), lang))}</th>"
-        f"<td>{html.escape(format_cell(str(k), v, lang))}</td></tr>"
+        f"<td>{html.escape(format_cell(str(k), v, lang, frame='overview', row=overview))}</td></tr>"
         for k, v in overview.items()
-        if not isinstance(v, dict | pd.DataFrame)
+        if str(k) not in _HIDDEN_COLUMNS and not isinstance(v, dict | pd.DataFrame)
     )
     return f'<table class="cim-table cim-overview">{rows}</table>'
+
+
+def scope_text(principal: Any, lang: str) -> str:
+    """The principal's row scope in words, e.g. ``县行 101000 (桐庐县农村商业银行)``.
+
+    Parameters
+    ----------
+    principal : Principal
+        The signed-in user.
+    lang : str
+        ``"zh_CN"`` or ``"en"``.
+
+    Returns
+    -------
+    str
+        The localized scope; the principal's own ``scope_label`` when its scope kind is unknown.
+    """
+    scope = getattr(principal, "scope", None)
+    org_code = getattr(principal, "org_code", None) or ""
+    org_name = getattr(principal, "org_name", None)
+    org = f"{org_code} ({org_name})" if org_name else str(org_code)
+    if scope == "all":
+        return t(
+            "scope.all" if getattr(principal, "can_view_detail", False) else "scope.all_aggregates", lang
+        )
+    if scope in ("county", "branch"):
+        return t(f"scope.{scope}", lang, org=org)
+    if scope == "managed":
+        return t("scope.managed", lang, staff_no=getattr(principal, "staff_no", "") or "")
+    if scope == "none":
+        return t("scope.audit" if getattr(principal, "audit_reader", False) else "scope.none", lang)
+    return str(getattr(principal, "scope_label", "") or "")
 
 
 def chart_html(chart: Any, css_class: str) -> str:
@@ -331,7 +422,8 @@ def assets_for_chart(assets: pd.DataFrame | None) -> tuple[pd.DataFrame, str, st
         (c for c in ("value", "amount", "balance", "market_value", "aum") if c in frame.columns), None
     )
     if type_col and value_col:
-        return frame, type_col, value_col
+        values = pd.to_numeric(frame[value_col].map(float), errors="coerce").fillna(0.0)
+        return frame[values > 0], type_col, value_col
     wide = {
         "deposit_balance": "DEPOSIT",
         "deposits": "DEPOSIT",
@@ -355,13 +447,9 @@ def channels_for_chart(mix: pd.DataFrame | None) -> tuple[pd.DataFrame, str, str
     """
     frame = mix if mix is not None else pd.DataFrame()
     channel_col = next((c for c in ("channel", "channel_code") if c in frame.columns), "channel")
+    # The 12-month window when the service gives one (a single month is often empty), else the month.
     value_col = next(
-        (
-            c
-            for c in ("txn_count", "count", "n_txn", "transactions", "txn_amount", "amount")
-            if c in frame.columns
-        ),
-        "txn_count",
+        (c for c in ("txn_count_window", "txn_count", "count", "n_txn") if c in frame.columns), "txn_count"
     )
     return frame, channel_col, value_col
 
@@ -452,7 +540,8 @@ class CustomerApp:
         )
         self.widget.add_class("cim-app")
 
-        self.search_button.on_click(lambda _b: self._guard(lambda: self.search(self.query.value, force=True)))
+        # Clicking the button also blurs the box, which syncs its value: one search, not two.
+        self.search_button.on_click(lambda _b: self._guard(lambda: self.search(self.query.value)))
         self.query.observe(lambda ch: self._guard(lambda: self.search(ch["new"])), names="value")
         self.lang_toggle.observe(lambda ch: self._guard(lambda: self.set_language(ch["new"])), names="value")
         self.as_of.observe(self._on_as_of, names="value")
@@ -489,7 +578,8 @@ class CustomerApp:
         query : str
             Customer number, name, ID number or credit code, phone or account number.
         force : bool
-            Search again even when the same query was just run (the button; Enter alone is deduplicated).
+            Search again even when the same query ran less than 2 s ago (by default such a repeat, e.g.
+            Enter and then a click, is not searched or audit-logged twice).
 
         Returns
         -------
@@ -584,8 +674,13 @@ class CustomerApp:
         """The signed-in user's name, role and scope, as shown in the header."""
         p = self.principal
         role = code_label("role", getattr(p, "role", ""), self.lang)
-        scope = getattr(p, "scope_label", "") or ""
-        return t("app.signed_in_as", self.lang, name=getattr(p, "display_name", ""), role=role, scope=scope)
+        return t(
+            "app.signed_in_as",
+            self.lang,
+            name=getattr(p, "display_name", ""),
+            role=role,
+            scope=scope_text(p, self.lang),
+        )
 
     def _relabel(self) -> None:
         lang = self.lang
@@ -635,7 +730,16 @@ class CustomerApp:
 
     def _tab_pages(self, c360: Any) -> list[tuple[str, str]]:
         lang = self.lang
-        get = lambda name: getattr(c360, name, None)  # noqa: E731
+
+        def get(name: str) -> Any:
+            return getattr(c360, name, None)
+
+        def table(name: str) -> str:
+            return table_html(get(name), lang, name=name)
+
+        def section(key: str, name: str) -> str:
+            return _section(t(key, lang), table(name))
+
         trend, month_col, series = trend_for_chart(get("trend"))
         assets, type_col, value_col = assets_for_chart(get("assets"))
         mix, channel_col, count_col = channels_for_chart(get("channel_mix"))
@@ -649,36 +753,45 @@ class CustomerApp:
             charts.channel_mix(mix, lang, channel_col=channel_col, value_col=count_col), "cim-chart-channels"
         )
         pages = [("tabs.overview", overview_html(get("overview"), lang))]
-        pages.append(("tabs.accounts", table_html(get("accounts"), lang)))
-        pages.append(("tabs.assets", assets_chart + table_html(get("assets"), lang)))
+        pages.append(
+            (
+                "tabs.accounts",
+                section("sections.deposit_accounts", "accounts") + section("sections.cards", "cards"),
+            )
+        )
+        pages.append(("tabs.assets", assets_chart + table("assets") + section("sections.wealth", "wealth")))
         if str(get("customer_type")) == "C":
-            pages.append(("tabs.financials", table_html(get("financials"), lang)))
+            pages.append(("tabs.financials", table("financials")))
             pages.append(
                 (
                     "tabs.guarantees",
-                    _section(t("sections.guarantees_given", lang), table_html(get("guarantees_given"), lang))
-                    + _section(
-                        t("sections.guarantees_received", lang), table_html(get("guarantees_received"), lang)
-                    ),
+                    section("sections.guarantees_given", "guarantees_given")
+                    + section("sections.guarantees_received", "guarantees_received"),
                 )
             )
-            pages.append(("tabs.business", table_html(get("business"), lang)))
-            pages.append(("tabs.settlement", table_html(get("settlement"), lang)))
+            pages.append(("tabs.business", table("business")))
+            pages.append(("tabs.settlement", table("settlement")))
+        else:
+            pages.append(
+                (
+                    "tabs.guarantees",
+                    section("sections.guarantees_received", "guarantees_received")
+                    + section("sections.guarantees_given", "guarantees_given"),
+                )
+            )
         pages.append(
             (
                 "tabs.credit",
-                _section(t("sections.credit_lines", lang), table_html(get("credit_lines"), lang))
-                + _section(t("sections.loans", lang), table_html(get("loans"), lang)),
+                section("sections.credit_lines", "credit_lines") + section("sections.loans", "loans"),
             )
         )
-        pages.append(("tabs.products", table_html(get("products"), lang)))
-        pages.append(("tabs.trend", trend_chart + table_html(get("trend"), lang)))
-        pages.append(("tabs.channels", mix_chart + table_html(get("channel_mix"), lang)))
+        pages.append(("tabs.products", table("products")))
+        pages.append(("tabs.trend", trend_chart + table("trend")))
+        pages.append(("tabs.channels", mix_chart + table("channel_mix")))
         pages.append(
             (
                 "tabs.events",
-                _section(t("sections.events", lang), table_html(get("events"), lang))
-                + _section(t("sections.risk_flags", lang), table_html(get("risk_flags"), lang)),
+                section("sections.events", "events") + section("sections.risk_flags", "risk_flags"),
             )
         )
         return pages
