@@ -217,6 +217,125 @@ def _cmd_serve(args: argparse.Namespace, home: Home) -> int:
     return serve(opts)
 
 
+def _principal(args: argparse.Namespace, home: Home) -> Any:
+    """The principal named by ``--as``, or a CliError (exit 1) for an unknown user or a bad policy."""
+    from cimlib.access import PolicyError, Principal, UnknownUser, audit_log, principal_for
+
+    try:
+        return principal_for(args.as_user, home)
+    except UnknownUser as exc:  # audited too: someone tried a name that is not a user
+        nobody = Principal(user_id=str(args.as_user)[:64], display_name="", role="<unknown user>")
+        action = "read_audit" if args.command == "audit" else f"customer_{args.customer_command}"
+        audit_log(home, nobody, action, getattr(args, "customer_id", ""), None, outcome="unknown_user")
+        raise CliError(str(exc), EXIT_ERROR) from exc
+    except PolicyError as exc:
+        raise CliError(str(exc), EXIT_ERROR) from exc
+
+
+def _frame_table(c: Console, title: str, frame: Any, max_rows: int = 30) -> None:
+    """Print a small pandas frame as a rich table (nothing when it is empty)."""
+    if frame is None or len(frame) == 0:
+        return
+    t = Table(title=f"{title} ({len(frame)})" if len(frame) > max_rows else title)
+    for col in frame.columns:
+        t.add_column(str(col), overflow="fold")
+    for row in frame.head(max_rows).itertuples(index=False):
+        t.add_row(*["" if v is None or v != v else str(v) for v in row])
+    c.print(t)
+
+
+def _cmd_customer_show(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.access import AccessError
+    from cimlib.customer import AsOfError, customer_360
+
+    who = _principal(args, home)
+    try:
+        view = customer_360(who, args.customer_id, as_of=args.as_of, home=home, action="export_360")
+    except AsOfError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except AccessError as exc:
+        raise CliError(str(exc), EXIT_ERROR) from exc
+    payload = view.to_dict()
+
+    def human(c: Console) -> None:
+        ov = payload["overview"]
+        kind = "corporate" if view.is_corporate else "individual"
+        c.print(f"[bold]{ov.get('cust_name')}[/] {view.customer_id} ({kind}) as of {view.as_of}"
+                f" - snapshot {view.snapshot_id}")  # fmt: skip
+        c.print(f"Viewed by {who.display_name} [{who.role}, {who.scope_label}]; masked: "
+                f"{', '.join(view.masked_fields) or 'nothing'}")  # fmt: skip
+        t = Table(title="Overview", show_header=False)
+        t.add_column("field")
+        t.add_column("value", overflow="fold")
+        for k, v in ov.items():
+            if v not in (None, [], ""):
+                t.add_row(k, ", ".join(map(str, v)) if isinstance(v, list) else str(v))
+        c.print(t)
+        for name, frame in view.frames().items():
+            if name != "channel_mix" or frame["txn_count_window"].sum() > 0:
+                _frame_table(c, name.replace("_", " ").capitalize(), frame)
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
+def _cmd_customer_search(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.access import AccessError
+    from cimlib.customer import SearchError, search
+
+    who = _principal(args, home)
+    try:
+        found = search(who, args.query, home=home, limit=args.limit)
+    except SearchError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except AccessError as exc:
+        raise CliError(str(exc), EXIT_ERROR) from exc
+    from cimlib.customer._data import json_safe
+
+    payload = {"total": found.attrs.get("total", len(found)), "results": json_safe(found)}
+
+    def human(c: Console) -> None:
+        _frame_table(c, f"Customers matching {args.query!r}: {payload['total']} in scope", found, args.limit)
+        if not len(found):
+            c.print(f"No customer in scope matches {args.query!r}")
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
+def _cmd_audit(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.access import AccessError, read_audit, verify_audit
+
+    who = _principal(args, home)
+    try:
+        log_frame = read_audit(home, who, user=args.user, since=args.since, limit=args.limit)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except AccessError as exc:
+        raise CliError(str(exc), EXIT_ERROR) from exc
+    from cimlib.customer._data import json_safe
+
+    check = verify_audit(home) if args.verify else None
+    payload = {"records": json_safe(log_frame.drop(columns=["prev", "hash"]))}
+    if check is not None:
+        payload["verify"] = check
+
+    def human(c: Console) -> None:
+        shown = log_frame[["ts", "user_id", "role", "action", "target", "outcome", "snapshot_id"]].copy()
+        shown["ts"] = shown["ts"].dt.strftime("%Y-%m-%d %H:%M:%S")
+        _frame_table(c, "Audit log (UTC)", shown, args.limit)
+        if not len(log_frame):
+            c.print("No audit records match")
+        if check is not None:
+            c.print(("[green]hash chain intact[/]" if check["ok"] else f"[red]{check['problem']}[/]")
+                    + f" ({check['records']} records in {check['files']} files)")  # fmt: skip
+
+    _emit(args, payload, human)
+    if check is not None and not check["ok"]:
+        return EXIT_DATA
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``cim``."""
     # The global options are accepted before or after the command. The sub-commands' copies default to
@@ -269,6 +388,27 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--set-password", metavar="USER",
                     help="set USER's sign-in password (read from stdin) and exit")
     sv.set_defaults(func=_cmd_serve)
+
+    cu = sub.add_parser("customer", parents=[common], help="single-customer views (scoped, masked, audited)")
+    cus = cu.add_subparsers(dest="customer_command", required=True, metavar="ACTION")
+    cs = cus.add_parser("show", parents=[common], help="the 360 view of one customer (an audited export)")
+    cs.add_argument("customer_id", help="customer id or any source system's customer number")
+    cs.add_argument("--as", dest="as_user", required=True, metavar="USER", help="user id from access.yaml")
+    cs.add_argument("--as-of", help="month to view, YYYY-MM (default: the latest)")
+    cs.set_defaults(func=_cmd_customer_show)
+    cf = cus.add_parser("search", parents=[common], help="find customers in scope")
+    cf.add_argument("query")
+    cf.add_argument("--as", dest="as_user", required=True, metavar="USER", help="user id from access.yaml")
+    cf.add_argument("--limit", type=int, default=50)
+    cf.set_defaults(func=_cmd_customer_search)
+
+    au = sub.add_parser("audit", parents=[common], help="show the audit log (auditors only)")
+    au.add_argument("--as", dest="as_user", required=True, metavar="USER", help="user id from access.yaml")
+    au.add_argument("--user", help="only this user's records")
+    au.add_argument("--since", help="only records from this UTC date (YYYY-MM-DD) or time on")
+    au.add_argument("--limit", type=int, default=1000, help="at most this many (the most recent)")
+    au.add_argument("--verify", action="store_true", help="also check the hash chain (exit 3 when broken)")
+    au.set_defaults(func=_cmd_audit)
     return p
 
 
