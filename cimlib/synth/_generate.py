@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from cimlib.config import get_home
@@ -96,6 +97,12 @@ SYSTEM_TYPES = np.isin(
     np.arange(len(TYPES)), [T[t] for t in ("SALARY", "INTEREST", "FEE", "JUDICIAL", "LOAN_DISBURSE")]
 )
 CASH_TYPES = np.isin(np.arange(len(TYPES)), [T["DEPOSIT"], T["WITHDRAW"]])
+# planted 360 answers (customers.csv): events fall in (as-of, as-of + this many days]
+EVENT_HORIZON_DAYS = 30
+CUSTOMER_ANSWER_COLUMNS = (
+    "cust_no", "customer_type", "other_cust_no", "picked_as", "as_of_date", "deposit_balance", "loan_balance",
+    "n_products", "products", "events",
+)  # fmt: skip
 # counterparty: probability of OTHER bank, or -1 for NONE, per type
 CP_OTHER = np.array([-1, -1, 0.55, 0.55, 1, 1, 0, -1, -1, -1, 0, 0, 0, 0, 0.6])
 
@@ -792,6 +799,153 @@ class _Sim:
             ("id_key", "core_cust_no", "other_system", "other_cust_no"),
             [(keys[i], cn[i], "LOAN", other[i]) for i in dup],
         )
+        _csv(d / "customers.csv", CUSTOMER_ANSWER_COLUMNS, self._customer_answers())
+
+    def _customer_answers(self) -> list[tuple]:
+        """A fixed sample of customers with what a 360 view must show at the last as-of date.
+
+        Chosen without the random generator (the extracts stay byte-identical): customers with each kind
+        of upcoming event, borrowers, wealth and card holders, merged duplicates, corporates with bills
+        and guarantees, churners, then evenly spaced others, about 20 in all. Balances are month-end
+        yuan; products follow the warehouse's count (open deposits, active loans and cards, wealth with
+        a value); events fall in (as-of, as-of + 30 days].
+        """
+        w, ac, ln, cl, cd, wh, cb = self.w, self.ac, self.ln, self.cl, self.cd, self.wh, self.cb
+        e, f, h = w.end, self.firsts[-1], EVENT_HORIZON_DAYS
+        n = w.n
+        codes = w.product.column("product_code").to_pylist()
+        exists = w.open <= e
+
+        def win(x: np.ndarray) -> np.ndarray:
+            return (x > e) & (x <= e + h)
+
+        # per-customer facts
+        in_period = (ac["open"] <= e) & (ac["close"] >= f)
+        dep = np.bincount(ac["cust"][in_period], weights=ac["bal"][in_period], minlength=n)
+        l_ex = ln["start"] <= e
+        loan = np.bincount(ln["cust"][l_ex], weights=self.loan_bal[l_ex], minlength=n)
+        card_st = np.where(
+            (w.churn_kind[cd["cust"]] == 1) & (w.churn_day[cd["cust"]] <= e),
+            2,
+            np.where(cd["expiry"] < e, 3, np.where(cd["frozen"], 1, 0)),
+        )
+        card_ex = cd["issue"] <= e
+        end_eff = np.minimum(wh["mat"], w.churn_day[wh["cust"]])
+        wh_ex = (wh["buy"] <= e) & (end_eff > e)
+        mv = np.rint(wh["principal"] * np.maximum(0.3, 1 + wh["ret"] * (e - wh["buy"]) / 365))
+        held: dict[int, set[str]] = {}
+        open_acc = (ac["open"] <= e) & (ac["close"] > e)
+        active_ln = l_ex & (ln["status"] == 0)
+        for c, p in zip(ac["cust"][open_acc], ac["prod"][open_acc], strict=True):
+            held.setdefault(int(c), set()).add(codes[p])
+        for c, p in zip(ln["cust"][active_ln], ln["prod"][active_ln], strict=True):
+            held.setdefault(int(c), set()).add(codes[p])
+        act = card_ex & (card_st == 0)
+        for c, t in zip(cd["cust"][act], cd["typ"][act], strict=True):
+            held.setdefault(int(c), set()).add("CD3002" if t == 1 else "CD3001")
+        val = wh_ex & (mv > 0)
+        for c, p in zip(wh["cust"][val], wh["prod"][val], strict=True):
+            held.setdefault(int(c), set()).add(codes[p])
+        # events
+        ev: dict[int, list[tuple[str, str, int]]] = {}
+        an = ac["acct_no"].to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero((ac["typ"] == 1) & (ac["open"] <= e) & (ac["close"] > e) & win(ac["mat"])):
+            ev.setdefault(int(ac["cust"][i]), []).append(("TIME_DEPOSIT_MATURITY", an[i], int(ac["mat"][i])))
+        lno = cl["line_no"].to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero((cl["start"] <= e) & (self.line_status == 0) & win(cl["expiry"])):
+            ev.setdefault(int(cl["cust"][i]), []).append(("CREDIT_LINE_EXPIRY", lno[i], int(cl["expiry"][i])))
+        lnn = ln["loan_no"].to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(l_ex & (ln["status"] == 0) & win(ln["maturity"])):
+            ev.setdefault(int(ln["cust"][i]), []).append(("LOAN_MATURITY", lnn[i], int(ln["maturity"][i])))
+        whn = wh["no"].to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(val & win(wh["mat"])):
+            ev.setdefault(int(wh["cust"][i]), []).append(("WEALTH_MATURITY", whn[i], int(wh["mat"][i])))
+        cno = cd["card_no"].to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(card_ex & (card_st <= 1) & win(cd["expiry"])):
+            ev.setdefault(int(cd["cust"][i]), []).append(("CARD_EXPIRY", cno[i], int(cd["expiry"][i])))
+        bno = cb["no"].to_numpy(zero_copy_only=False)
+        kinds = ["LC", "ACCEPTANCE", "DISCOUNT"]
+        for i in np.flatnonzero((cb["issue"] <= e) & (cb["typ"] < 3) & win(cb["mat"])):
+            kind = f"{kinds[cb['typ'][i]]}_MATURITY"
+            ev.setdefault(int(cb["cust"][i]), []).append((kind, bno[i], int(cb["mat"][i])))
+        ii = w.ind_idx
+        _, bm, bd = A.ymd(w.birth[ii])
+        ey = A.ymd(np.array([e]))[0][0]
+        nxt = S.dn(np.full(len(ii), ey), bm, bd)
+        nxt = np.where(nxt <= e, S.dn(np.full(len(ii), ey + 1), bm, bd), nxt)
+        for i, x in zip(ii[win(nxt)], nxt[win(nxt)], strict=True):
+            ev.setdefault(int(i), []).append(("BIRTHDAY", "", int(x)))
+        idx_exp = pc.fill_null(w.ind.column("id_expiry_date").cast(pa.int32()), 0).to_numpy().astype(np.int64)
+        for i, x in zip(ii[win(idx_exp)], idx_exp[win(idx_exp)], strict=True):
+            ev.setdefault(int(i), []).append(("ID_EXPIRY", "", int(x)))
+        # the sample
+        picks: list[tuple[int, str]] = []
+
+        def take(mask: np.ndarray, why: str, k: int) -> None:
+            chosen = {p for p, _ in picks}
+            for i in np.flatnonzero(mask & exists):
+                if k == 0:
+                    break
+                if int(i) not in chosen:
+                    picks.append((int(i), why))
+                    k -= 1
+
+        def has(kind: str) -> np.ndarray:
+            m = np.zeros(n, bool)
+            m[[c for c, xs in ev.items() if any(x[0] == kind for x in xs)]] = True
+            return m
+        ind, corp = ~w.corp, w.corp
+        dup = np.zeros(n, bool)
+        dup[ln["lnum"] & (self.loan_first <= e)] = True
+        biz = np.zeros(n, bool)
+        biz[cb["cust"][(cb["issue"] <= e) & (cb["typ"] < 3)]] = True
+        given = np.zeros(n, bool)
+        gcn = self.gu.column("guarantor_cust_no").to_pylist()
+        pos = {c: i for i, c in enumerate(w.cust_no.to_pylist())}
+        for c in gcn:
+            if c is not None and c in pos:
+                given[pos[c]] = True
+        take(ind & has("TIME_DEPOSIT_MATURITY"), "time deposit maturing", 2)
+        take(has("CREDIT_LINE_EXPIRY"), "credit line expiring", 2)
+        take(ind & has("BIRTHDAY"), "birthday", 1)
+        take(ind & (loan > 0), "individual borrower", 2)
+        take(ind & dup, "merged duplicate (individual)", 1)
+        take(corp & dup, "merged duplicate (corporate)", 1)
+        take(corp & biz, "corporate with bills or LC", 2)
+        take(corp & given, "corporate guarantor", 1)
+        take(corp & (loan > 0), "corporate borrower", 1)
+        take(np.isin(np.arange(n), wh["cust"][val]), "wealth holder", 2)
+        take(w.churn_kind == 1, "attrition churner", 1)
+        rest = 20 - len(picks)
+        if rest > 0:
+            spaced = np.zeros(n, bool)
+            spaced[np.linspace(0, n - 1, rest + 2).astype(np.int64)[1:-1]] = True
+            take(spaced, "spread", rest)
+        cn = w.cust_no.to_numpy(zero_copy_only=False)
+        other = ln["loan_cno"].to_numpy(zero_copy_only=False)
+
+        def yuan(cents: float) -> str:
+            c = round(cents)
+            return f"{c // 100}.{c % 100:02d}"
+
+        rows = []
+        for i, why in sorted(picks):
+            evs = sorted(ev.get(i, []), key=lambda x: (x[2], x[0], x[1]))
+            rows.append(
+                (
+                    cn[i],
+                    "C" if w.corp[i] else "I",
+                    other[i] if dup[i] else "",
+                    why,
+                    _iso(e),
+                    yuan(dep[i]),
+                    yuan(loan[i]),
+                    len(held.get(i, ())),
+                    ";".join(sorted(held.get(i, ()))),
+                    ";".join(f"{t}|{r}|{_iso(x)}" for t, r, x in evs),
+                )
+            )
+        return rows
 
 
 def _iso(day: int) -> str:
