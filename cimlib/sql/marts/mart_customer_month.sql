@@ -2,8 +2,9 @@
 -- One row per customer and month (as-of date): deposits, wealth, AUM, loans, credit lines, cards,
 -- products held and transactions. Rolled up from the per-date partial results (part_cust_month, one
 -- row per source customer number and date, cached between builds). Most customers have one number,
--- whose row passes through; the numbers of a merged customer are added up, maxima taken and product
--- lists united. Rows exist for every customer with a record or any fact that month.
+-- whose row passes through; the numbers of a merged customer are added up, maxima taken and their
+-- products counted again from part_products_month. Rows exist for every customer with a record or
+-- any fact that month.
 WITH f AS (
     SELECT m.customer_id, m.customer_type, m.n_numbers, p.*
     FROM part_cust_month AS p
@@ -38,7 +39,7 @@ merged AS (
         sum(n_credit_cards) AS n_credit_cards,
         sum(credit_card_limit) AS credit_card_limit,
         sum(credit_card_balance) AS credit_card_balance,
-        len(list_distinct(flatten(list(product_codes)))) AS n_products,
+        CAST(NULL AS BIGINT) AS n_products,
         sum(txn_count) AS txn_count,
         sum(txn_amount) AS txn_amount,
         sum(customer_txn_count) AS customer_txn_count,
@@ -95,7 +96,7 @@ single AS (
         n_credit_cards,
         credit_card_limit,
         credit_card_balance,
-        len(product_codes) AS n_products,
+        n_products,
         txn_count,
         txn_amount,
         customer_txn_count,
@@ -122,10 +123,19 @@ single AS (
     FROM f
     WHERE n_numbers = 1
 ),
+merged_products AS (
+    SELECT p.as_of_date, m.customer_id, count(DISTINCT p.product_code) AS n_products
+    FROM part_products_month AS p
+    JOIN core_cust_no_map AS m ON m.cust_no = p.cust_no
+    WHERE m.n_numbers > 1
+    GROUP BY p.as_of_date, m.customer_id
+),
 g AS (
     SELECT * FROM single
     UNION ALL BY NAME
-    SELECT * FROM merged
+    SELECT mg.* REPLACE (coalesce(mp.n_products, 0) AS n_products)
+    FROM merged AS mg
+    LEFT JOIN merged_products AS mp ON mp.as_of_date = mg.as_of_date AND mp.customer_id = mg.customer_id
 )
 SELECT
     g.customer_id,

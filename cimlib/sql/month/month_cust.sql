@@ -2,13 +2,13 @@
 -- cards, products held and transactions. Reads only that date's lake files (the m_<table> views), so
 -- the result depends only on that date's load and is cached between builds (see _months.py).
 -- Rows exist for every number with a customer record or any fact that date. Numbers are merged into
--- real customers later (mart_customer_month), so every measure here must stay additive, or a max, or
--- a list (product codes), under that merge.
-WITH acct AS (
+-- real customers later (mart_customer_month), so every measure here must stay additive or a max, or be
+-- counted again from month_products for merged customers (products held is a distinct count).
+WITH acct AS MATERIALIZED (
     SELECT account_no, cust_no, account_type, status, product_code
     FROM m_deposit_account
 ),
-dep AS (
+dep AS MATERIALIZED (
     SELECT
         a.cust_no,
         sum(b.balance) AS deposit_balance,
@@ -21,7 +21,7 @@ dep AS (
     JOIN acct AS a ON a.account_no = b.account_no
     GROUP BY a.cust_no
 ),
-txn AS (
+txn AS MATERIALIZED (
     SELECT
         a.cust_no,
         count(*) AS txn_count,
@@ -52,7 +52,7 @@ txn AS (
     JOIN acct AS a ON a.account_no = t.account_no
     GROUP BY a.cust_no
 ),
-wealth AS (
+wealth AS MATERIALIZED (
     SELECT
         cust_no,
         sum(market_value) AS wealth_aum,
@@ -64,7 +64,7 @@ wealth AS (
     FROM m_wealth_holding
     GROUP BY cust_no
 ),
-loans AS (
+loans AS MATERIALIZED (
     SELECT
         l.cust_no,
         coalesce(sum(l.balance) FILTER (WHERE l.status <> 'WRITTEN_OFF'), 0) AS loan_balance,
@@ -77,13 +77,13 @@ loans AS (
     LEFT JOIN ref_five_class AS f ON f.code = l.five_class
     GROUP BY l.cust_no
 ),
-lines AS (
+lines AS MATERIALIZED (
     SELECT cust_no, sum(line_amount) AS credit_line_amount, sum(used_amount) AS credit_line_used
     FROM m_credit_line
     WHERE status = 'ACTIVE'
     GROUP BY cust_no
 ),
-cards AS (
+cards AS MATERIALIZED (
     SELECT
         cust_no,
         count(*) FILTER (WHERE status = 'ACTIVE' AND card_type = 'DEBIT') AS n_debit_cards,
@@ -94,8 +94,8 @@ cards AS (
     FROM m_card
     GROUP BY cust_no
 ),
-products AS (
-    SELECT cust_no, list_sort(list(DISTINCT product_code)) AS product_codes
+products AS MATERIALIZED (
+    SELECT cust_no, count(DISTINCT product_code) AS n_products
     FROM (
         SELECT cust_no, product_code FROM m_deposit_account WHERE status <> 'CLOSED'
         UNION ALL
@@ -107,7 +107,7 @@ products AS (
     ) AS p
     GROUP BY cust_no
 ),
-present AS (
+present AS MATERIALIZED (
     SELECT cust_no FROM m_individual_customer
     UNION
     SELECT cust_no FROM m_corporate_customer
@@ -131,7 +131,7 @@ SELECT
     l.* EXCLUDE (cust_no),
     cl.* EXCLUDE (cust_no),
     c.* EXCLUDE (cust_no),
-    p.product_codes,
+    p.n_products,
     t.* EXCLUDE (cust_no)
 FROM present AS s
 LEFT JOIN dep ON dep.cust_no = s.cust_no
