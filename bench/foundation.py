@@ -2,7 +2,12 @@
 
 Each stage runs as its own ``cim`` process in a fresh CIM_HOME, so peak memory (max RSS of the child) is
 per stage. The baseline is a plain DuckDB ``read_csv`` + ``GROUP BY`` per account over the same transaction
-files, timed in the same run; build time is reported as a ratio to it. Times are medians of --repeat runs.
+files, timed in the same run (before, between and after the builds); build times are reported as ratios
+to it. Times are medians of --repeat runs. Three builds are measured:
+
+- cold: no cached per-date partial results (the first build of an installation);
+- monthly: the last date reloaded (a new month's load), the other dates' partials reused;
+- unchanged: nothing reloaded.
 
     .venv/bin/python bench/foundation.py --customers 100000 --months 24
 """
@@ -75,6 +80,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of the baseline and the build (median)")
     ap.add_argument("--workdir", help="keep the CIM_HOME here (default: a temp folder, removed)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--reuse", action="store_true",
+                    help="skip synth and ingest: measure the builds on the --workdir as it is")
     a = ap.parse_args()
 
     home = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="cim-bench-"))
@@ -82,37 +89,63 @@ def main() -> None:
     raw = home / "data" / "raw"
     fig: dict[str, object] = {"customers": a.customers, "months": a.months, "cores": os.cpu_count()}
     try:
-        s, rss, _ = run_stage(["synth", "--customers", str(a.customers), "--months", str(a.months),
-                               "--seed", str(a.seed), "--out", str(raw), "--clean"], home)
-        fig["synth_s"], fig["synth_peak_gib"] = round(s, 1), round(rss, 2)
-        fig["extract_gib"] = round(dir_size(raw) / 2**30, 2)
+        if not a.reuse:
+            s, rss, _ = run_stage(["synth", "--customers", str(a.customers), "--months", str(a.months),
+                                   "--seed", str(a.seed), "--out", str(raw), "--clean"], home)
+            fig["synth_s"], fig["synth_peak_gib"] = round(s, 1), round(rss, 2)
+            fig["extract_gib"] = round(dir_size(raw) / 2**30, 2)
 
-        s, rss, out = run_stage(["ingest", str(raw)], home)
-        reports = json.loads(out)
-        rows = sum(t["rows_read"] for r in reports for t in r["tables"].values())
-        txn_tables = [r["tables"]["transaction"] for r in reports if "transaction" in r["tables"]]
-        txn = sum(t["rows_read"] for t in txn_tables)
-        txn_s = sum(t.get("seconds", 0) for t in txn_tables)
-        fig.update(ingest_s=round(s, 1), ingest_rows=rows, ingest_rows_per_s=round(rows / s),
-                   ingest_txn_rows=txn, ingest_peak_gib=round(rss, 2))
+            s, rss, out = run_stage(["ingest", str(raw)], home)
+            reports = json.loads(out)
+            rows = sum(t["rows_read"] for r in reports for t in r["tables"].values())
+            txn_tables = [r["tables"]["transaction"] for r in reports if "transaction" in r["tables"]]
+            txn = sum(t["rows_read"] for t in txn_tables)
+            txn_s = sum(t.get("seconds", 0) for t in txn_tables)
+            fig.update(ingest_s=round(s, 1), ingest_rows=rows, ingest_rows_per_s=round(rows / s),
+                       ingest_txn_rows=txn, ingest_peak_gib=round(rss, 2))
+            # Validated ingest of the transaction table alone, from the load reports' per-table seconds.
+            fig["ingest_txn_rows_per_s"] = round(txn / txn_s) if txn_s else None
 
+        dates = sorted(p.name for p in raw.iterdir() if p.is_dir() and not p.name.startswith("_"))
+        months = home / "data" / "warehouse" / "months"
+
+        def builds(label: str, before=None) -> float:
+            """Median seconds of --repeat builds (``before`` runs ahead of each, untimed)."""
+            runs, peaks = [], []
+            for _ in range(a.repeat):
+                if before is not None:
+                    before()
+                s, rss, _ = run_stage(["build"], home)
+                runs.append(s)
+                peaks.append(rss)
+            med = statistics.median(runs)
+            fig[f"{label}_s_runs"] = [round(r, 2) for r in runs]
+            fig[f"{label}_s_median"] = round(med, 2)
+            fig[f"{label}_peak_gib"] = round(max(peaks), 2)
+            return med
+
+        def reload_last() -> None:
+            t, _, _ = run_stage(["ingest", str(raw / dates[-1])], home)
+            fig.setdefault("reload_one_date_s_runs", []).append(round(t, 2))
+
+        # Interleave baseline and builds so both see the same machine load.
         base = [baseline(raw) for _ in range(a.repeat)]
-        fig["baseline_s_median"] = round(statistics.median(b[0] for b in base), 2)
+        cold = builds("build_cold", before=lambda: shutil.rmtree(months, ignore_errors=True))
+        base += [baseline(raw) for _ in range(a.repeat)]
+        monthly = builds("build_monthly", before=reload_last)
+        rebuild = builds("build_unchanged")
+        base += [baseline(raw) for _ in range(a.repeat)]
+        b = statistics.median(x[0] for x in base)
+        fig["baseline_s_runs"] = [round(x[0], 2) for x in base]
+        fig["baseline_s_median"] = round(b, 2)
         fig["baseline_rows"] = base[0][1]
-        builds, peaks = [], []
-        for _ in range(a.repeat):
-            s, rss, _ = run_stage(["build"], home)
-            builds.append(s)
-            peaks.append(rss)
-        fig["build_s_runs"] = [round(b, 2) for b in builds]
-        fig["build_s_median"] = round(statistics.median(builds), 2)
-        fig["build_peak_gib"] = round(max(peaks), 2)
-        fig["build_to_baseline"] = round(statistics.median(builds) / fig["baseline_s_median"], 2)
-        fig["txn_rows_per_s_build"] = round(txn / statistics.median(builds))
-        # Validated ingest of the transaction table alone, from the load reports' per-table seconds.
-        fig["ingest_txn_rows_per_s"] = round(txn / txn_s) if txn_s else None
+        fig["build_cold_to_baseline"] = round(cold / b, 2)
+        fig["build_monthly_to_baseline"] = round(monthly / b, 2)
+        fig["build_unchanged_to_baseline"] = round(rebuild / b, 2)
+        fig["txn_rows_per_s_cold_build"] = round(base[0][1] / cold)
         snaps = list((home / "data" / "warehouse" / "snapshots").glob("*.duckdb"))
         fig["warehouse_gib"] = round(max(p.stat().st_size for p in snaps) / 2**30, 3) if snaps else None
+        fig["partials_gib"] = round(dir_size(months) / 2**30, 3) if months.exists() else None
         fig["lake_gib"] = round(dir_size(home / "data" / "lake") / 2**30, 2)
     finally:
         if not a.workdir:

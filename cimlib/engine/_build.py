@@ -32,6 +32,7 @@ from cimlib.config import Home
 from cimlib.contracts import load_codes, load_contracts
 from cimlib.engine._engine import DuckDBEngine, Engine
 from cimlib.engine._model_contracts import run_contracts
+from cimlib.engine._months import build_months, prune_months
 from cimlib.engine._pipeline import Model, SqlPipeline
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
     t_start = time.perf_counter()
     pipeline = SqlPipeline()
     pause_after = os.environ.get(PAUSE_ENV)
-    if pause_after and pause_after not in [*pipeline.names, "lake_views"]:
+    if pause_after and pause_after not in [*pipeline.names, "lake_views", "months"]:
         raise BuildError(f"{PAUSE_ENV}={pause_after!r} names no model")
     pause_seconds = float(os.environ.get(PAUSE_SECONDS_ENV, "60"))
 
@@ -262,6 +263,14 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
             disable=not progress,
         )
         task = bar.add_task("models", total=len(pipeline.models) + 1)
+        month_task = bar.add_task("dates", total=len(dates))
+        month_stats: dict[str, Any] = {"computed": [], "reused": [], "seconds": {}}
+
+        def after_date(date: str, reused: bool, seconds: float) -> None:
+            month_stats["reused" if reused else "computed"].append(date)
+            month_stats["seconds"][date] = round(seconds, 3)
+            log.info("partial results of %s %s in %.2fs", date, "reused" if reused else "computed", seconds)
+            bar.update(month_task, advance=1, description=f"dates {date}")
 
         def after_model(m: Model, seconds: float) -> None:
             log.info("model %s built in %.2fs", m.name, seconds)
@@ -287,6 +296,11 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
             if pause_after == "lake_views":
                 time.sleep(pause_seconds)
             with bar:
+                t_months = time.perf_counter()
+                months = build_months(engine, home, dates, after_date=after_date)
+                month_stats["total_seconds"] = round(time.perf_counter() - t_months, 3)
+                if pause_after == "months":
+                    time.sleep(pause_seconds)
                 timings = pipeline.run(engine, after_model=after_model)
                 bar.update(task, description="contracts")
                 results = run_contracts(engine, pipeline)
@@ -296,6 +310,11 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
                 [m.name for m in pipeline.models if m.layer != "staging"]
                 + [m.name for m in pipeline.models if m.layer == "staging"],
             )
+            # The published snapshot holds tables only. Views read the lake or the partial-result
+            # cache, which a later reload or prune changes: an old snapshot must not change with them.
+            views = engine.query("SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW'")
+            for (view,) in views:
+                engine.execute(f"DROP VIEW {engine.dialect.quote(view)}")
             engine.checkpoint()
         except Exception as exc:
             engine.close()
@@ -321,6 +340,7 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
                 "results": [r.to_dict() for r in results],
             },
             "timings": timings,
+            "partials": month_stats,
         }
         if failures:
             failed_path = snap_dir / f"{snapshot_id}.failed.duckdb"
@@ -343,6 +363,7 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
         summary["seconds"] = round(time.perf_counter() - t_start, 2)
         _write_pointer(home, summary)
         summary["pruned"] = _prune(home, keep, final.name)
+        summary["pruned_partials"] = prune_months(home, months)
         log.info("snapshot published", extra={"snapshot_id": snapshot_id, "seconds": summary["seconds"]})
         return summary
 

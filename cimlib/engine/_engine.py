@@ -81,14 +81,24 @@ class Engine(ABC):
         if order_by:
             keys = ", ".join(self.dialect.quote(k) for k in order_by)
             body = f"SELECT * FROM (\n{body}\n) AS _m ORDER BY {keys}"
-        self.execute(f"DROP VIEW IF EXISTS {q}")
+        if self._kind(name) == "VIEW":
+            self.execute(f"DROP VIEW {q}")
         self.execute(f"CREATE OR REPLACE TABLE {q} AS\n{body}")
 
     def create_view_as(self, name: str, sql: str) -> None:
         """Create (or replace) view ``name`` over ``sql``."""
         q = self.dialect.quote(name)
-        self.execute(f"DROP TABLE IF EXISTS {q}")
+        if self._kind(name) == "BASE TABLE":
+            self.execute(f"DROP TABLE {q}")
         self.execute(f"CREATE OR REPLACE VIEW {q} AS\n{sql.strip().rstrip(';')}")
+
+    def _kind(self, name: str) -> str | None:
+        """``BASE TABLE``, ``VIEW`` or ``None``: what ``name`` is now (information_schema)."""
+        rows = self.query(
+            "SELECT table_type FROM information_schema.tables WHERE table_name = "
+            + self.dialect.literal(name)
+        )
+        return str(rows[0][0]) if rows else None
 
     def row_count(self, relation: str) -> int:
         """Number of rows of a table or view."""

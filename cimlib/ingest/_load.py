@@ -165,6 +165,24 @@ def _fk_sets(contracts: dict[str, TableContract]) -> dict[str, set[str]]:
     return out
 
 
+def _lake_casts(contract: TableContract) -> str:
+    """The SELECT list that types good rows for the lake file.
+
+    Code columns are written through an ENUM of their code list: every good row's value is in the list
+    (the row checks saw to that), and Parquet stores the column as the same dictionary-encoded strings
+    (it reads back as VARCHAR) while DuckDB writes it about 15% faster than from VARCHAR.
+    """
+    codes = load_codes()
+    parts = []
+    for c in contract.columns:
+        if c.codes and c.codes in codes and codes[c.codes]:
+            members = ", ".join(lit(str(v)) for v in codes[c.codes])
+            parts.append(f"CAST({ident(c.name)} AS ENUM({members})) AS {ident(c.name)}")
+        else:
+            parts.append(f"CAST({ident(c.name)} AS {c.sql_type}) AS {ident(c.name)}")
+    return ", ".join(parts)
+
+
 class _Loader:
     def __init__(self, con: duckdb.DuckDBPyConnection, as_of: _dt.date, tmp: Path, mapping: Mapping):
         self.con = con
@@ -210,7 +228,81 @@ class _Loader:
             )
         return "CASE " + " ".join(arms) + " END"
 
+    def _fk_orphan_sql(self, contract: TableContract, rel: str) -> list[str]:
+        """Per foreign key (to other tables), a query counting rows of ``rel`` whose key is not loaded."""
+        out = []
+        for fk in contract.foreign_keys:
+            refs = [r for r in fk.references if r != contract.table and r in self.loaded]
+            if len(refs) != len([r for r in fk.references if r != contract.table]):
+                continue  # a referenced table is not loaded: the slow path reports it row by row
+            tup = ", ".join(ident(c) for c in fk.columns)
+            rtup = ", ".join(ident(c) for c in fk.ref_columns)
+            union = " UNION ALL ".join(f"SELECT ({rtup}) FROM {ident('g_' + r)}" for r in refs)
+            notnull = " AND ".join(f"{ident(c)} IS NOT NULL" for c in fk.columns)
+            cond = f"{notnull} AND ({tup}) NOT IN ({union})" if refs else notnull
+            out.append(f"(SELECT count(*) FROM {rel} WHERE {cond})")
+        return out
+
+    def _load_fast(
+        self, contract: TableContract, sources: list[_Source], warnings: list[str]
+    ) -> dict[str, Any] | None:
+        """The common case, where every row is good: one streaming pass from CSV to Parquet.
+
+        Rows passing the row checks are written straight to the lake file, in file order; duplicate
+        keys and orphan foreign keys are then counted on the written file (a key-column scan). When
+        any row failed, or a key is duplicated or orphaned, this returns ``None`` and the caller runs
+        the checked path, which locates and quarantines every bad row. Tables with a self-reference
+        always take the checked path.
+        """
+        con = self.con
+        t = contract.table
+        if any(t in fk.references for fk in contract.foreign_keys):
+            return None
+        m = self.mapping
+        out_dir = self.tmp / "lake" / t
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "data.parquet"
+        casts = _lake_casts(contract)
+        main = _table_select(m, contract, sources, f"rej_{t}_fast", False)
+        n_good = con.execute(
+            f"COPY (SELECT DATE {lit(self.as_of.isoformat())} AS as_of_date, {casts} FROM ({main}) "
+            f"WHERE _rowfail IS NULL) TO {lit(str(path))} (FORMAT parquet, COMPRESSION {PARQUET_COMPRESSION})"
+        ).fetchall()[0][0]
+        malformed = self._rejects(f"rej_{t}_fast", sources)
+        for src in sources:
+            src.wait()
+        expected = sum(s.scan.physical_lines - 1 - len(s.scan.blank_lines) for s in sources) - len(malformed)
+        if n_good != expected:
+            return None
+        rel = f"read_parquet({lit(str(path))})"
+        pk_cols = ", ".join(ident(c) for c in contract.primary_key)
+        # Duplicate keys via a hash of the key: a true duplicate always shows (equal hashes); a hash
+        # collision only sends the table down the checked path, which compares the keys themselves.
+        checks = [f"(SELECT count(*) - count(DISTINCT hash({pk_cols})) FROM {rel})"]
+        checks += self._fk_orphan_sql(contract, rel)
+        if any(n for n in con.execute(f"SELECT {', '.join(checks)}").fetchall()[0]):
+            return None
+        if t in self.referenced:
+            keys = ", ".join(ident(c) for c in sorted(self.referenced[t]))
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {ident('g_' + t)} AS SELECT {keys} FROM {rel}")
+        self.loaded.add(t)
+        per_file_good = {
+            src.idx: src.scan.physical_lines - 1 - len(src.scan.blank_lines)
+            - sum(1 for x in malformed if x[0] == src.idx)
+            for src in sources
+        }
+        return self._quarantine(contract, sources, [], malformed, per_file_good, warnings)
+
     def load_table(
+        self, contract: TableContract, sources: list[_Source], warnings: list[str]
+    ) -> dict[str, Any]:
+        """Load one table's files: the fast path when every row is good, else the checked path."""
+        fast = self._load_fast(contract, sources, warnings)
+        if fast is not None:
+            return fast
+        return self._load_checked(contract, sources, warnings)
+
+    def _load_checked(
         self, contract: TableContract, sources: list[_Source], warnings: list[str]
     ) -> dict[str, Any]:
         con = self.con
@@ -239,13 +331,11 @@ class _Loader:
         fail = self._fail_case(contract, has_dup)
         out_dir = self.tmp / "lake" / t
         out_dir.mkdir(parents=True, exist_ok=True)
-        casts = ", ".join(
-            f"CAST({ident(c.name)} AS {c.sql_type}) AS {ident(c.name)}" for c in contract.columns
-        )
+        casts = _lake_casts(contract)
         main = _table_select(m, contract, sources, f"rej_{t}", False)
         good_sql = (
             f"SELECT DATE {lit(self.as_of.isoformat())} AS as_of_date, {casts} FROM "
-            f"(SELECT *, {fail} AS _fail FROM ({main})) WHERE _fail IS NULL ORDER BY {pk_cols}"
+            f"(SELECT *, {fail} AS _fail FROM ({main})) WHERE _fail IS NULL"
         )
         target = lit(str(out_dir / "data.parquet"))
         if t in self.referenced:

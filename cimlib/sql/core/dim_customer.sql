@@ -1,7 +1,9 @@
 -- order_by: customer_id
--- One row per real customer. Each attribute comes from the customer's latest as-of date, preferring
--- CORE over LOAN (then the smallest number) and skipping empty values; name/phone/branch record the
--- system they came from. Birthday, sex and age (at the last as-of date) are derived from the ID number.
+-- One row per real customer. Each attribute comes from the latest record of the customer's numbers,
+-- preferring the most recent date, then CORE over LOAN (then the smallest number), and skipping empty
+-- values; name/phone/branch record the system they came from. Birthday, sex and age (at the last as-of
+-- date) are derived from the ID number. Only each number's latest record is read (core_customer_xref
+-- knows its date), so the cost does not grow with the months of history.
 WITH pref AS (
     SELECT
         x.customer_id,
@@ -11,7 +13,8 @@ WITH pref AS (
             ORDER BY r.as_of_date DESC, CASE r.src_system WHEN 'CORE' THEN 0 WHEN 'LOAN' THEN 1 ELSE 2 END, r.cust_no
         ) AS pref
     FROM core_customer_record AS r
-    JOIN core_customer_xref AS x ON x.src_system = r.src_system AND x.cust_no = r.cust_no
+    JOIN core_customer_xref AS x
+      ON x.src_system = r.src_system AND x.cust_no = r.cust_no AND x.last_seen_date = r.as_of_date
 ),
 merged AS (
     SELECT
@@ -36,9 +39,7 @@ merged AS (
         arg_min(registered_capital, pref) FILTER (WHERE registered_capital IS NOT NULL) AS registered_capital,
         arg_min(legal_rep_name, pref) FILTER (WHERE legal_rep_name IS NOT NULL) AS legal_rep_name,
         arg_min(established_date, pref) FILTER (WHERE established_date IS NOT NULL) AS established_date,
-        min(open_date) AS first_open_date,
-        min(as_of_date) AS first_seen_date,
-        max(as_of_date) AS last_seen_date
+        min(open_date) AS first_open_date
     FROM pref
     GROUP BY customer_id
 ),
@@ -47,7 +48,9 @@ numbers AS (
         customer_id,
         array_agg(cust_no ORDER BY cust_no) AS merged_cust_nos,
         array_agg(DISTINCT src_system ORDER BY src_system) AS source_systems,
-        count(*) AS n_source_numbers
+        count(*) AS n_source_numbers,
+        min(first_seen_date) AS first_seen_date,
+        max(last_seen_date) AS last_seen_date
     FROM core_customer_xref
     GROUP BY customer_id
 ),
@@ -68,7 +71,7 @@ staff AS (
     WHERE as_of_date = (SELECT max(as_of_date) FROM stg_staff)
 ),
 last_date AS (
-    SELECT max(as_of_date) AS d FROM core_customer_record
+    SELECT max(last_seen_date) AS d FROM core_customer_xref
 ),
 derived AS (
     SELECT
@@ -119,9 +122,9 @@ SELECT
     s.org_code AS manager_org_code,
     mg.manager_since,
     d.first_open_date,
-    d.first_seen_date,
-    d.last_seen_date,
-    d.last_seen_date = d.last_as_of_date AS is_current,
+    n.first_seen_date,
+    n.last_seen_date,
+    n.last_seen_date = d.last_as_of_date AS is_current,
     n.merged_cust_nos,
     n.source_systems,
     n.n_source_numbers

@@ -1,4 +1,5 @@
 -- Staging: corporate_financials for every loaded as-of date, typed per the canonical contract.
+-- materialized: view
 SELECT
     as_of_date,
     cust_no,

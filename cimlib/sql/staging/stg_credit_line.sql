@@ -1,4 +1,5 @@
 -- Staging: credit_line for every loaded as-of date, typed per the canonical contract.
+-- materialized: view
 SELECT
     as_of_date,
     line_no,

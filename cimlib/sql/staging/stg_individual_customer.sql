@@ -1,4 +1,5 @@
 -- Staging: individual_customer for every loaded as-of date, typed per the canonical contract.
+-- materialized: view
 SELECT
     as_of_date,
     src_system,

@@ -1,4 +1,5 @@
 -- Staging: manager_assignment for every loaded as-of date, typed per the canonical contract.
+-- materialized: view
 SELECT
     as_of_date,
     assignment_no,

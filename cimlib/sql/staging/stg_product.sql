@@ -1,4 +1,5 @@
 -- Staging: product for every loaded as-of date, typed per the canonical contract.
+-- materialized: view
 SELECT
     as_of_date,
     product_code,

@@ -1,7 +1,7 @@
 -- Staging: transaction for every loaded as-of date, typed per the canonical contract.
 -- materialized: view
--- Kept as a view over the lake: the detail is large and is read once, by
--- core_txn_customer_month (a single pass per build).
+-- Kept as a view over the lake: the detail is large; the build reads it one as-of date at a time
+-- (sql/month/month_cust.sql), and caches the result per date.
 SELECT
     as_of_date,
     txn_id,

@@ -1,4 +1,5 @@
 -- Staging: wealth_holding for every loaded as-of date, typed per the canonical contract.
+-- materialized: view
 SELECT
     as_of_date,
     holding_no,
