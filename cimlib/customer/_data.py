@@ -83,8 +83,7 @@ def products(snap: Snapshot) -> dict[str, tuple[str, str, str]]:
     got = snap.cache.get("products")
     if got is None:
         _, rows = snap.query(
-            "SELECT product_code, product_name, category, subtype FROM stg_product "
-            "WHERE as_of_date = (SELECT max(as_of_date) FROM stg_product)"
+            "SELECT product_code, product_name, category, subtype FROM core_product"
         )
         got = snap.cache["products"] = {r[0]: (r[1], r[2], r[3]) for r in rows}
     return got
