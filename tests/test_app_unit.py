@@ -168,9 +168,12 @@ def test_both_locales_have_the_same_keys_and_no_empty_text() -> None:
 
 def test_every_message_key_used_in_the_code_exists() -> None:
     used: set[str] = set()
-    for path in [*(ROOT / "cimlib" / "apps").glob("*.py"), *(ROOT / "cimlib" / "charts").glob("*.py")]:
-        used |= set(re.findall(r"""\bt\(\s*["']([a-z_]+\.[a-z_.]+)["']""", path.read_text(encoding="utf-8")))
-        used |= {f"tabs.{m}" for m in re.findall(r'"tabs\.([a-z_]+)"', path.read_text(encoding="utf-8"))}
+    for pkg in ("apps", "charts", "serve"):
+        for path in (ROOT / "cimlib" / pkg).glob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            used |= set(re.findall(r"""\b(?:t|_both)\(\s*["']([a-z_]+\.[a-z_.]+)["']""", text))
+            used |= {f"tabs.{m}" for m in re.findall(r'"tabs\.([a-z_]+)"', text)}
+            used |= {f"sections.{m}" for m in re.findall(r'"sections\.([a-z_]+)"', text)}
     assert len(used) > 20
     missing = used - locale_keys("en")
     assert not missing, f"keys used in code but missing in the locale files: {sorted(missing)}"

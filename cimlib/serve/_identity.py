@@ -226,11 +226,18 @@ class CimIdentityProvider(IdentityProvider):
         return user
 
 
+def _both(key: str) -> str:
+    """A message in Chinese and English, escaped: the sign-in page comes before any language choice."""
+    from cimlib.i18n import t
+
+    return html.escape(f"{t(key, 'zh_CN')} / {t(key, 'en')}")
+
+
 _LOGIN_PAGE = """<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>CIM Workbench · 登录 Sign in</title>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>CIM Workbench · {title}</title>
 <style>
 body {{ font-family: "Noto Sans CJK SC", "Microsoft YaHei", sans-serif; background: #f4f6f8; }}
-form {{ max-width: 320px; margin: 12vh auto; padding: 24px; background: #fff; border-radius: 6px;
+form {{ max-width: 340px; margin: 12vh auto; padding: 24px; background: #fff; border-radius: 6px;
         box-shadow: 0 1px 4px rgba(0,0,0,.15); }}
 label {{ display: block; margin-top: 12px; font-size: 14px; }}
 input {{ width: 100%; box-sizing: border-box; padding: 6px; margin-top: 4px; }}
@@ -238,20 +245,20 @@ button {{ margin-top: 18px; width: 100%; padding: 8px; }}
 .error {{ color: #b00020; margin-top: 12px; }}
 </style></head>
 <body><form method="post" action="{action}" id="login-form">
-<h3>CIM Workbench · 登录 / Sign in</h3>
+<h3>CIM Workbench · {title}</h3>
 {xsrf}
 <input type="hidden" name="next" value="{next}">
-<label for="username">用户名 / User</label>
+<label for="username">{user}</label>
 <input id="username" name="username" autocomplete="username" autofocus>
-<label for="password">密码 / Password</label>
+<label for="password">{password}</label>
 <input id="password" name="password" type="password" autocomplete="current-password">
-<button type="submit" id="login-submit">登录 / Sign in</button>
+<button type="submit" id="login-submit">{submit}</button>
 {message}
 </form></body></html>
 """
 
 _SSO_ONLY = """<!doctype html><html><head><meta charset="utf-8"><title>CIM Workbench</title></head>
-<body><p>请通过本行统一认证登录。 / Please sign in through the bank's single sign-on.</p></body></html>
+<body><p id="sso-only">{text}</p></body></html>
 """
 
 
@@ -264,13 +271,17 @@ class CimLoginHandler(LoginFormHandler):
     def _render(self, message: dict[str, str] | None = None) -> None:
         if self._sso_only():
             self.set_status(403)
-            self.finish(_SSO_ONLY)
+            self.finish(_SSO_ONLY.format(text=_both("login.sso_only")))
             return
         text = ""
         if message and message.get("error"):
-            text = '<p class="error" id="login-error">用户名或密码错误 / Invalid user or password</p>'
+            text = f'<p class="error" id="login-error">{_both("login.error")}</p>'
         self.write(
             _LOGIN_PAGE.format(
+                title=_both("login.title"),
+                user=_both("login.user"),
+                password=_both("login.password"),
+                submit=_both("login.submit"),
                 action=html.escape(self.request.path, quote=True),
                 xsrf=self.xsrf_form_html(),
                 next=html.escape(self.get_argument("next", default=self.base_url), quote=True),
