@@ -74,9 +74,9 @@ class Warehouse:
             if self._snap is not None and stamp == self._stamp:
                 return self._snap
             new = self._open()
-            old, self._snap, self._stamp = self._snap, new, stamp
-        if old is not None:
-            old.close()
+            # The previous snapshot is not closed here: a call in another thread may still be reading it.
+            # Its connection closes when the last reference goes (a pruned file stays readable until then).
+            self._snap, self._stamp = new, stamp
         log.info(
             "opened warehouse snapshot", extra={"snapshot_id": new.snapshot_id, "home": str(self.home.root)}
         )

@@ -91,9 +91,7 @@ def products(snap: Snapshot) -> dict[str, tuple[str, str, str]]:
     """Product code -> (name, category, subtype), from the latest product catalogue (cached)."""
     got = snap.cache.get("products")
     if got is None:
-        _, rows = snap.query(
-            "SELECT product_code, product_name, category, subtype FROM core_product"
-        )
+        _, rows = snap.query("SELECT product_code, product_name, category, subtype FROM core_product")
         got = snap.cache["products"] = {r[0]: (r[1], r[2], r[3]) for r in rows}
     return got
 

@@ -815,7 +815,7 @@ def customer_360(
         raise
     ident = (
         _lookup_identity(snap, principal, str(customer_id).strip()[:64])
-        if isinstance(customer_id, str)
+        if isinstance(customer_id, str | int)
         else None
     )
     if ident is None:
