@@ -205,12 +205,26 @@ def _cmd_serve(args: argparse.Namespace, home: Home) -> int:
         return EXIT_OK
     if args.auth == "header" and not args.trusted_proxy:
         raise CliError("--auth header needs at least one --trusted-proxy address", EXIT_USAGE)
+    host, port, base_url = args.host, args.port, args.base_url
+    if args.auth == "jupyterhub":
+        import os
+        from urllib.parse import urlparse
+
+        if not os.environ.get("JUPYTERHUB_API_TOKEN"):
+            raise CliError("--auth jupyterhub runs as a JupyterHub service (no JUPYTERHUB_* variables)",
+                           EXIT_USAGE)
+        # A Hub-managed service is told where to listen and under which prefix it is proxied.
+        hub_url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", ""))
+        host = host or hub_url.hostname or "127.0.0.1"
+        port = port or hub_url.port or 8866
+        base_url = base_url or os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     if args.auth == "password" and not pwfile.exists():
         raise CliError(f"no password file {pwfile}; set one with `cim serve --set-password USER`", EXIT_USAGE)
     opts = ServeOptions(
-        home=home, port=args.port, host=args.host, open_browser=not args.no_browser,
+        home=home, port=port or 8866, host=host or "127.0.0.1", open_browser=not args.no_browser,
         preheat=not args.no_preheat, pool_size=args.pool_size, auth_mode=args.auth, password_file=pwfile,
-        trusted_proxies=list(args.trusted_proxy or []), user_header=args.user_header, base_url=args.base_url,
+        trusted_proxies=list(args.trusted_proxy or []), user_header=args.user_header,
+        base_url=base_url or "/",
     )
     if not args.verbose:
         logging.getLogger().setLevel(logging.INFO)
@@ -373,18 +387,19 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=_cmd_status)
 
     sv = sub.add_parser("serve", parents=[common], help="serve the Voila apps (sign-in, preheated kernels)")
-    sv.add_argument("--port", type=int, default=8866)
-    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, help="port (default 8866)")
+    sv.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     sv.add_argument("--no-browser", action="store_true", help="do not open a browser")
     sv.add_argument("--no-preheat", action="store_true", help="start a kernel per visit (slow first paint)")
     sv.add_argument("--pool-size", type=int, default=2, help="preheated kernels kept ready (default 2)")
-    sv.add_argument("--auth", choices=["password", "header"], default="password",
-                    help="password: our sign-in form; header: trust the SSO proxy's user header")
+    sv.add_argument("--auth", choices=["password", "header", "jupyterhub"], default="password",
+                    help="password: our sign-in form; header: trust the SSO proxy's user header; "
+                    "jupyterhub: JupyterHub's OAuth (run as a Hub service)")
     sv.add_argument("--password-file", help="password hashes (default HOME/data/state/serve/passwords.json)")
     sv.add_argument("--trusted-proxy", action="append", metavar="ADDR",
                     help="SSO proxy address or CIDR whose user header is believed (header mode; repeatable)")
     sv.add_argument("--user-header", default="X-Remote-User", help="the SSO proxy's user header")
-    sv.add_argument("--base-url", default="/", help="URL prefix behind a reverse proxy, e.g. /cim/")
+    sv.add_argument("--base-url", help="URL prefix behind a reverse proxy, e.g. /cim/ (default /)")
     sv.add_argument("--set-password", metavar="USER",
                     help="set USER's sign-in password (read from stdin) and exit")
     sv.set_defaults(func=_cmd_serve)

@@ -643,3 +643,51 @@ def test_real_search_from_another_county_lists_nothing(bank: Any, real_customers
     assert rows is not None and len(rows) == 0
     assert other.open(real_customers["I"]) is None
     assert "not found or not permitted" in other.status.value.lower()
+
+
+class FakeHubAuth:
+    """Stands in for jupyterhub's HubOAuth: a user model for the request, and its scope check."""
+
+    access_scopes = frozenset({"access:services!service=cim"})
+
+    def __init__(self, model: dict[str, Any] | None) -> None:
+        self.model = model
+
+    async def get_user(self, handler: Any, *, sync: bool = True) -> dict[str, Any] | None:
+        assert sync is False
+        return self.model
+
+    def check_scopes(self, required: Any, model: dict[str, Any]) -> set[str]:
+        return set(required) & set(model.get("scopes", []))
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ({"kind": "user", "name": "CM_A", "scopes": ["access:services!service=cim"]}, "cm_a"),
+        ({"kind": "user", "name": "cm_a", "scopes": []}, None),  # the Hub did not grant this service
+        ({"kind": "user", "name": "mallory", "scopes": ["access:services!service=cim"]}, None),
+        ({"kind": "service", "name": "cm_a", "scopes": ["access:services!service=cim"]}, None),
+        (None, None),
+    ],
+)
+def test_jupyterhub_mode_maps_hub_users_to_access_yaml(
+    provider: CimIdentityProvider, model: dict[str, Any] | None, expected: str | None
+) -> None:
+    provider.auth_mode = "jupyterhub"
+    provider.hub_auth = FakeHubAuth(model)
+    handler = fake_handler({TOKEN_HEADER: "forged", "X-Remote-User": "cm_a"}, "10.1.2.3")
+    user = asyncio.run(provider.get_user(handler))
+    assert (user.username if user else None) == expected
+    token = handler.request.headers.get(TOKEN_HEADER)
+    assert (verify_identity(token, SECRET) if token else None) == expected
+
+
+def test_sign_in_routes_live_under_the_base_url(provider: CimIdentityProvider) -> None:
+    from traitlets.config import Configurable
+
+    server = Configurable()
+    server.server_url = server.base_url = "/cim/"  # type: ignore[attr-defined]
+    provider.parent = server
+    paths = [path for path, _ in provider.get_handlers()]
+    assert "/cim/login" in paths and "/cim/logout" in paths

@@ -29,7 +29,9 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.auth.identity import IdentityProvider, User
 from jupyter_server.auth.login import LoginFormHandler
 from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.utils import url_path_join
 from tornado import web
+from tornado.httputil import url_concat
 from traitlets import Enum, Float, List, Unicode
 
 from cimlib.serve._passwords import check_password, hash_password, load_passwords
@@ -95,10 +97,11 @@ class CimIdentityProvider(IdentityProvider):
     """Sign-in for ``cim serve``: demo passwords or a trusted SSO header, users from access.yaml."""
 
     auth_mode = Enum(
-        ["password", "header"],
+        ["password", "header", "jupyterhub"],
         default_value="password",
         config=True,
-        help="password: our sign-in form; header: trust a user header from the SSO proxy",
+        help="password: our sign-in form; header: trust a user header from the SSO proxy; "
+        "jupyterhub: sign in through JupyterHub's OAuth (run as a Hub service)",
     )
     password_file = Unicode("", config=True, help="JSON file of user id -> scrypt hash (password mode)")
     trusted_proxies = List(
@@ -170,6 +173,60 @@ class CimIdentityProvider(IdentityProvider):
             log.warning("SSO user %r is not in access.yaml", raw)
         return user
 
+    _hub_auth: Any = None
+
+    @property
+    def hub_auth(self) -> Any:
+        """JupyterHub's ``HubOAuth`` client (jupyterhub mode), configured from the ``JUPYTERHUB_*`` variables
+        that the Hub sets for the services it runs."""
+        if self._hub_auth is None:
+            try:
+                from jupyterhub.services.auth import HubOAuth
+            except ImportError as exc:  # pragma: no cover - depends on the optional extra
+                raise RuntimeError(
+                    "--auth jupyterhub needs the jupyterhub package (pip install cimlib[hub])"
+                ) from exc
+            self._hub_auth = HubOAuth.instance()
+        return self._hub_auth
+
+    @hub_auth.setter
+    def hub_auth(self, value: Any) -> None:
+        self._hub_auth = value
+
+    async def _user_from_hub(self, handler: web.RequestHandler) -> User | None:
+        hub = self.hub_auth
+        model = await hub.get_user(handler, sync=False)
+        if not model:
+            return None
+        if model.get("kind", "user") != "user":
+            log.warning("refusing Hub %s %r: only users use the apps", model.get("kind"), model.get("name"))
+            return None
+        scopes = getattr(hub, "access_scopes", None)
+        if scopes and not hub.check_scopes(scopes, model):
+            log.warning("Hub user %r lacks the scopes to use this service", model.get("name"))
+            return None
+        user = self._user(normalize_remote_user(str(model.get("name", ""))))
+        if user is None:
+            log.warning("Hub user %r is not in access.yaml", model.get("name"))
+        return user
+
+    def get_handlers(self) -> list[tuple[str, object]]:
+        """The sign-in routes, under the server's base URL (Voila registers them without it).
+
+        In jupyterhub mode also the OAuth callback (``JUPYTERHUB_OAUTH_CALLBACK_URL``).
+        """
+        base = getattr(self.parent, "server_url", None) or getattr(self.parent, "base_url", "/") or "/"
+        routes: list[tuple[str, object]] = [
+            (url_path_join(base, path), handler) for path, handler in super().get_handlers()
+        ]
+        if self.auth_mode == "jupyterhub":
+            from urllib.parse import urlparse
+
+            from jupyterhub.services.auth import HubOAuthCallbackHandler
+
+            routes.append((urlparse(self.hub_auth.oauth_redirect_uri).path, HubOAuthCallbackHandler))
+        return routes
+
     async def get_user(self, handler: web.RequestHandler) -> User | None:  # type: ignore[override]
         """Authenticate a request, and stamp it with a server-signed identity token for the app kernel.
 
@@ -189,6 +246,8 @@ class CimIdentityProvider(IdentityProvider):
             del headers[TOKEN_HEADER]
         if self.auth_mode == "header":
             user = self._user_from_header(handler)
+        elif self.auth_mode == "jupyterhub":
+            user = await self._user_from_hub(handler)
         else:
             user = await self._get_user(handler)
             if user is not None and self.display_name_of(user.username) is None:
@@ -263,10 +322,36 @@ _SSO_ONLY = """<!doctype html><html><head><meta charset="utf-8"><title>CIM Workb
 
 
 class CimLoginHandler(LoginFormHandler):
-    """The sign-in form (password mode); in header mode it refuses with 403."""
+    """The sign-in form (password mode); in header mode it refuses with 403; in jupyterhub mode it sends
+    the browser to the Hub's OAuth authorization (with state and PKCE, as ``HubOAuthenticated`` does)."""
 
     def _sso_only(self) -> bool:
         return getattr(self.identity_provider, "auth_mode", "password") == "header"
+
+    @allow_unauthenticated
+    async def get(self) -> None:
+        """Show the form, or (jupyterhub mode) redirect to the Hub's sign-in."""
+        provider = self.identity_provider
+        if getattr(provider, "auth_mode", "password") != "jupyterhub" or self.current_user:
+            super().get()
+            return
+        hub = provider.hub_auth
+        if await hub.get_user(self, sync=False):
+            # Signed in at the Hub, but not a user of access.yaml (or not granted this service): say so
+            # rather than sending the browser round the OAuth loop again.
+            self.set_status(403)
+            self.finish(_SSO_ONLY.format(text=_both("login.not_allowed")))
+            return
+        params: dict[str, str] = {}
+        code_verifier = None
+        if getattr(hub, "pkce_enabled", False):
+            code_verifier, challenge, method = hub.generate_pkce_code_challenge()
+            params.update(code_challenge=challenge, code_challenge_method=method)
+        next_url = self.get_argument("next", default=self.base_url)
+        if not next_url.startswith("/") or next_url.startswith("//"):
+            next_url = self.base_url
+        params["state"] = hub.set_state_cookie(self, next_url=next_url, code_verifier=code_verifier)
+        self.redirect(url_concat(hub.login_url, params))
 
     def _render(self, message: dict[str, str] | None = None) -> None:
         if self._sso_only():

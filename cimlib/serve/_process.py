@@ -100,8 +100,11 @@ class ServeProcess:
 
     @property
     def url(self) -> str:
-        """The server's base URL."""
-        return f"http://127.0.0.1:{self.port}"
+        """The server's base URL (with ``--base-url`` when one is given, without a trailing slash)."""
+        prefix = ""
+        if "--base-url" in self.args:
+            prefix = "/" + self.args[self.args.index("--base-url") + 1].strip("/")
+        return f"http://127.0.0.1:{self.port}{prefix.rstrip('/')}"
 
     @property
     def app_url(self) -> str:
@@ -135,14 +138,16 @@ class ServeProcess:
         preheat = "--no-preheat" not in self.args
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"cim serve exited with {self.proc.returncode}:\n{self.log_text()}")
+                raise RuntimeError(
+                    f"cim serve exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}"
+                )
             with contextlib.suppress(OSError):
                 status, _ = http_status(self.url + "/login", timeout=2)
                 if status in (200, 403) and (not preheat or "Kernel pool of" in self.log_text()):
                     return self
             time.sleep(0.2)
         self.stop()
-        raise TimeoutError(f"cim serve did not come up in {timeout} s:\n{self.log_text()}")
+        raise TimeoutError(f"cim serve did not come up in {timeout} s:\n{self.log_text()[-4000:]}")
 
     def wait_for_log(self, text: str, *, count: int = 1, timeout: float = 60.0) -> bool:
         """Wait until ``text`` appears ``count`` times in the server's output."""
