@@ -5,7 +5,7 @@
 -- whose row passes through; the numbers of a merged customer are added up, maxima taken and their
 -- products counted again from part_products_month. Rows exist for every customer with a record or
 -- any fact that month.
-WITH f AS (
+WITH f AS NOT MATERIALIZED (
     SELECT m.customer_id, m.customer_type, m.n_numbers, p.*
     FROM part_cust_month AS p
     JOIN core_cust_no_map AS m ON m.cust_no = p.cust_no

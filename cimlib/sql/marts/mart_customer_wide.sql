@@ -3,13 +3,17 @@
 -- 3/6/12-month averages (over the months present in the window) and changes against 1, 3 and 12 months
 -- earlier (NULL when that month is absent), in one aggregation pass. This is the table later analyses read.
 WITH m AS (
+    -- Only the columns the averages and changes read: this CTE is read twice, and DuckDB may
+    -- materialise it, so a narrow one keeps that cheap.
     SELECT
-        *,
-        CAST(EXTRACT(YEAR FROM as_of_date) * 12 + EXTRACT(MONTH FROM as_of_date) AS INTEGER) AS month_idx
+        customer_id,
+        as_of_date,
+        CAST(EXTRACT(YEAR FROM as_of_date) * 12 + EXTRACT(MONTH FROM as_of_date) AS INTEGER) AS month_idx,
+        aum, deposit_adb, deposit_balance, loan_balance, txn_count, customer_txn_count
     FROM mart_customer_month
 ),
 latest AS (
-    SELECT customer_id, max(month_idx) AS month_idx, count(*) AS n_months
+    SELECT customer_id, max(month_idx) AS month_idx, max(as_of_date) AS as_of_date, count(*) AS n_months
     FROM m
     GROUP BY customer_id
 ),
@@ -19,6 +23,7 @@ lt AS (
     SELECT
         l.customer_id,
         l.month_idx,
+        l.as_of_date,
         l.n_months,
         CAST(avg(m.aum) FILTER (WHERE m.month_idx > l.month_idx - 3) AS DECIMAL(18, 2)) AS aum_avg_3m,
         CAST(avg(m.aum) FILTER (WHERE m.month_idx > l.month_idx - 6) AS DECIMAL(18, 2)) AS aum_avg_6m,
@@ -50,7 +55,7 @@ lt AS (
     FROM m
     JOIN latest AS l ON l.customer_id = m.customer_id
     WHERE m.month_idx > l.month_idx - 13
-    GROUP BY l.customer_id, l.month_idx, l.n_months
+    GROUP BY l.customer_id, l.month_idx, l.as_of_date, l.n_months
 )
 SELECT
     d.*,
@@ -81,5 +86,5 @@ SELECT
     cur.txn_count - lt.txn_count_p1 AS txn_count_chg_1m,
     cur.customer_txn_count - lt.customer_txn_count_p3 AS customer_txn_count_chg_3m
 FROM lt
-JOIN m AS cur ON cur.customer_id = lt.customer_id AND cur.month_idx = lt.month_idx
+JOIN mart_customer_month AS cur ON cur.customer_id = lt.customer_id AND cur.as_of_date = lt.as_of_date
 JOIN dim_customer AS d ON d.customer_id = lt.customer_id
