@@ -614,6 +614,8 @@ def real_customers(bank: Any) -> dict[str, Any]:
         rows = search(manager, query, home=bank.home, limit=50)
         for rec in rows.to_dict("records"):
             found.setdefault(rec["customer_type"], rec["customer_id"])
+    by_number = search(manager, found.get("I", ""), home=bank.home)
+    found["matched_on"] = set(rows["matched_on"]) | set(by_number["matched_on"])
     assert {"I", "C"} <= set(found), found
     return found
 
@@ -631,6 +633,8 @@ def test_real_360_renders_every_tab_with_labels_in_both_languages(
     pages = "\n".join(p.value for p in app.tabs.children)
     assert pages.count("<svg") == 3  # trend, assets, channel mix: rendered in the kernel, no CDN
     assert not unlabelled(c360), sorted(unlabelled(c360))
+    for how in real_customers["matched_on"]:  # the results list says what matched
+        assert code_label("matched_on", how, "zh_CN") != how and code_label("matched_on", how, "en") != how
     app.set_language("en")
     assert app.tabs.titles[0] == "Overview" and "County bank 101000" in app.principal_label.value
 
