@@ -304,7 +304,8 @@ def table_html(
         note = t("app.more_rows", lang, shown=max_rows, total=len(frame))
         more = f'<p class="cim-more">{html.escape(note)}</p>'
     rows = "".join(body)
-    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{more}'
+    table = f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    return f'<div class="cim-scroll">{table}</div>{more}'
 
 
 def overview_html(overview: Mapping[str, Any] | None, lang: str) -> str:
@@ -374,6 +375,8 @@ _CSS = """<style>
 .cim-app .cim-status { color: #b71c1c; }
 .cim-app .cim-notice { color: #37474f; }
 .cim-app h4 { margin: 10px 0 4px; }
+.cim-app .cim-scroll { overflow-x: auto; max-width: 100%; }
+.cim-app .cim-tabs .lm-TabBar-tab { flex: 0 0 auto !important; max-width: none !important; min-width: 64px; }
 </style>"""
 
 
