@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 class Snapshot:
     """An open read-only connection to one published snapshot, with small per-snapshot caches."""
 
-    def __init__(self, con: Any, snapshot_id: str, file: str) -> None:
+    def __init__(self, con: Any, snapshot_id: str, file: str, summary: dict[str, Any] | None = None) -> None:
         self.con = con
         self.snapshot_id = snapshot_id
         self.file = file
+        self.summary = summary or {}  # the build summary CURRENT held when this snapshot was opened
         self.lock = threading.RLock()
         self.cache: dict[str, Any] = {}
 
@@ -95,7 +96,7 @@ class Warehouse:
             ).fetchall()[0][0]
             if Path(path).name == cur["file"]:  # CURRENT did not move between reading it and opening
                 con.execute(f"SET threads = {_reader_threads()}")
-                return Snapshot(con, str(cur["snapshot_id"]), str(cur["file"]))
+                return Snapshot(con, str(cur["snapshot_id"]), str(cur["file"]), cur)
             con.close()
         raise BuildError("the published snapshot kept changing while it was being opened")
 

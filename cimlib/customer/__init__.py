@@ -5,7 +5,7 @@ personal data is masked as the principal's role requires, and every call (refusa
 audit log. See ``docs/access.md``.
 """
 
-from cimlib.customer._data import AsOfError
+from cimlib.customer._data import AsOfError, warm_up
 from cimlib.customer._search import SearchError, available_months, search
 from cimlib.customer._settings import Settings, SettingsError, load_settings
 from cimlib.customer._view import Customer360, customer_360
@@ -20,4 +20,5 @@ __all__ = [
     "customer_360",
     "load_settings",
     "search",
+    "warm_up",
 ]

@@ -45,12 +45,54 @@ def frame(cols: Sequence[str], rows: list[tuple]) -> pd.DataFrame:
 
 
 def as_of_dates(snap: Snapshot) -> list[dt.date]:
-    """Every as-of date of the warehouse, ascending (cached per snapshot)."""
+    """Every as-of date of the warehouse, ascending (cached per snapshot).
+
+    The build summary lists the dates it built; without one, the months are read from the mart (about
+    0.2 s at a million customers, once per snapshot and process).
+    """
     dates = snap.cache.get("as_of_dates")
     if dates is None:
-        _, rows = snap.query("SELECT DISTINCT as_of_date FROM mart_customer_month ORDER BY as_of_date")
-        dates = snap.cache["as_of_dates"] = [r[0] for r in rows]
+        listed = snap.summary.get("as_of_dates")
+        try:
+            dates = sorted(dt.date.fromisoformat(str(d)) for d in listed) if listed else None
+        except ValueError:
+            dates = None
+        if not dates:
+            _, rows = snap.query("SELECT DISTINCT as_of_date FROM mart_customer_month ORDER BY as_of_date")
+            dates = [r[0] for r in rows]
+        snap.cache["as_of_dates"] = dates
     return list(dates)
+
+
+def guarantors(snap: Snapshot) -> frozenset[str]:
+    """Customers who guarantee a loan in any month (cached per snapshot).
+
+    ``core_guarantee_month`` is clustered by borrower, so finding what one customer guarantees is a full
+    scan; this set (one scan per snapshot and process) lets a 360 view skip it for everyone else.
+    """
+    got = snap.cache.get("guarantors")
+    if got is None:
+        _, rows = snap.query(
+            "SELECT DISTINCT guarantor_customer_id FROM core_guarantee_month "
+            "WHERE guarantor_customer_id IS NOT NULL"
+        )
+        got = snap.cache["guarantors"] = frozenset(r[0] for r in rows)
+    return got
+
+
+def warm_up(home: HomeLike = None) -> dict[str, Any]:
+    """Open the snapshot and fill its caches (as-of dates, catalogue, labels, guarantors).
+
+    Call it where a process is prepared before users arrive (a preheated app kernel), so the first view
+    costs what every view costs. Returns the snapshot id and the number of months.
+    """
+    snap = snapshot(home)
+    months = as_of_dates(snap)
+    products(snap)
+    labels(snap)
+    npl_classes(snap)
+    guarantors(snap)
+    return {"snapshot_id": snap.snapshot_id, "months": len(months)}
 
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")

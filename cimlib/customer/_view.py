@@ -616,6 +616,7 @@ def _build(
         business = _rows(bc, brows)
         fc, frows = snap.query(_FINANCIALS, [cid, as_of])
         fin = _rows(fc, frows)
+    if cid in D.guarantors(snap):  # guarantees this customer gives (a scan, so only for known guarantors)
         ggc, ggrows = snap.query(_GUAR_GIVEN, [cid, as_of])
         given = _rows(ggc, ggrows)
     horizon = st.events.horizon_days
