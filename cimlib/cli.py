@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -445,6 +446,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _report_error(args, "interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`cim ... | head`): stop quietly, as Unix tools do, with no traceback
+        # when the interpreter flushes stdout on exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception as exc:  # the last line of defence: a clear message and a non-zero exit
         log.debug("unexpected error", exc_info=True)
         _report_error(args, f"{type(exc).__name__}: {exc}")

@@ -35,3 +35,20 @@ def test_unknown_command_exits_2() -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["frobnicate"])
     assert exc.value.code == 2
+
+
+def test_closed_pipe_stops_quietly(tmp_path) -> None:
+    """`cim ... | head`: the reader is gone before cim writes; no traceback, exit 141 like Unix tools."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "CIM_HOME": str(tmp_path), "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "cimlib.cli", "status", "--json"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the child has written anything (it is still importing)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, err
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
