@@ -178,6 +178,8 @@ def rows_for(d: str, gl_delta: Decimal = Decimal("0")) -> dict[str, list[dict[st
             "established_date": _d("2010-06-01"),
             "open_date": _d("2011-01-01"),
             "org_code": "110001",
+            "group_code": "G00000001",
+            "group_name": "甲县农机集团",
         }
     ]
     r["corporate_financials"] = [

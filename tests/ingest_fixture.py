@@ -367,6 +367,8 @@ def _company(cust_no: str, name: str, body: str, src: str = "CORE") -> dict[str,
         "established_date": D(2012, 4, 1),
         "open_date": D(2012, 5, 1),
         "org_code": "330101",
+        "group_code": None,
+        "group_name": None,
     }
 
 

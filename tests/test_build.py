@@ -363,3 +363,9 @@ def test_reloaded_date_with_new_rows_changes_only_that_month(tmp_path):
 def test_published_snapshot_has_tables_only(built):
     views = _rows(built[0], "SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW'")
     assert views == []
+
+
+def test_dim_customer_carries_the_enterprise_group(built):
+    sql = "SELECT customer_id, group_code, group_name FROM dim_customer WHERE customer_type = 'C'"
+    rows = _rows(built[0], sql)
+    assert rows == [{"customer_id": "C000000100", "group_code": "G00000001", "group_name": "甲县农机集团"}]

@@ -188,6 +188,16 @@ def test_corporate_view(home: Home, ho: Principal) -> None:
     json.dumps(v.to_dict(), ensure_ascii=False)
 
 
+def test_corporate_view_shows_its_group(home: Home, ho: Principal) -> None:
+    cid, code, name = q(
+        home,
+        "SELECT customer_id, group_code, group_name FROM dim_customer WHERE group_code IS NOT NULL "
+        "ORDER BY customer_id LIMIT 1",
+    )[0]
+    v = customer_360(ho, cid, home=home)
+    assert v.overview["group"] == name and v.overview["group_code"] == code and name.endswith("集团")
+
+
 def test_guarantees_received(home: Home, ho: Principal) -> None:
     cid, gno = q(
         home,

@@ -373,3 +373,26 @@ def test_answers(synth: tuple[Path, dict], cons: dict[str, duckdb.DuckDBPyConnec
             )
     swings = pacsv.read_csv(ans / "swings.csv").to_pylist()
     assert swings and all(abs(r["pct_change"]) >= 50 for r in swings)
+
+
+def test_enterprise_groups(cons: dict[str, duckdb.DuckDBPyConnection]) -> None:
+    """About 12% of corporates are in groups of 2-6: one code, one name ending in 集团, in both systems."""
+    con = cons[max(cons)]
+    share, n_groups = con.execute(
+        "SELECT avg((group_code IS NOT NULL)::INT), count(DISTINCT group_code) FROM corporate_customer "
+        "WHERE src_system = 'CORE'"
+    ).fetchone()
+    assert 0.06 < share < 0.2 and n_groups >= 3
+    bad = con.execute(
+        "SELECT group_code FROM corporate_customer WHERE src_system = 'CORE' AND group_code IS NOT NULL "
+        "GROUP BY group_code HAVING count(*) NOT BETWEEN 2 AND 6 OR count(DISTINCT group_name) <> 1 "
+        "OR NOT bool_and(group_name LIKE '%集团')"
+    ).fetchall()
+    assert bad == []
+    # the credit system's copy of a corporate carries the same group (LOAN_corporate_customer, GBK)
+    loan = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE l.group_code IS NOT DISTINCT FROM c.group_code) "
+        "FROM corporate_customer l JOIN corporate_customer c ON c.credit_code = l.credit_code "
+        "AND c.src_system = 'CORE' WHERE l.src_system = 'LOAN'"
+    ).fetchone()
+    assert loan[0] > 0 and loan[0] == loan[1]

@@ -33,6 +33,7 @@ SELECT d.customer_id, d.customer_type, d.id_no_or_credit_code, d.cust_name, d.ph
        d.education, d.occupation, CAST(d.monthly_income AS DOUBLE) AS monthly_income, d.marital_status,
        d.address, d.id_expiry_date, d.economic_nature, d.enterprise_form, d.industry,
        CAST(d.registered_capital AS DOUBLE) AS registered_capital, d.legal_rep_name, d.established_date,
+       d.group_code, d.group_name,
        d.home_org_code, d.home_org_name, d.county_code, d.county_name, d.manager_no, d.manager_name,
        d.manager_since, d.first_open_date, d.first_seen_date, d.last_seen_date, d.is_current,
        d.merged_cust_nos, d.source_systems
@@ -326,7 +327,8 @@ def _overview(
                 "registered_capital": ident["registered_capital"],
                 "legal_rep_name": ident["legal_rep_name"],
                 "established_date": ident["established_date"],
-                "group": None,  # the extracts carry no group (集团) membership yet
+                "group": ident["group_name"],  # the enterprise group (集团客户) the credit system records
+                "group_code": ident["group_code"],
             }
         )
     else:

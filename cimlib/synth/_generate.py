@@ -128,6 +128,7 @@ class _Sim:
     def __init__(self, out_dir: Path, customers: int, months: int, seed: int, end: dt.date) -> None:
         self.out = out_dir
         self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.seed = seed
         self.dates = _month_ends(end, months)
         as_of = [A.days(d) for d in self.dates]
         self.firsts = [A.days(d.replace(day=1)) for d in self.dates]
@@ -144,6 +145,8 @@ class _Sim:
         S.build_staff(rng, w)
         S.build_products(w)
         S.build_customers(rng, w)
+        # Groups draw from their own stream, so adding them changed no other value of the bank.
+        S.build_groups(np.random.Generator(np.random.PCG64([self.seed, 7301])), w)
         self.ac = C.build_accounts(rng, w)
         self.ln = C.build_loans(rng, w)
         C.build_churn(rng, w, self.ln["borrower"])

@@ -8,7 +8,8 @@ SELECT
     birth_date, sex, education, occupation, monthly_income, marital_status, address, id_expiry_date,
     CAST(NULL AS VARCHAR) AS economic_nature, CAST(NULL AS VARCHAR) AS enterprise_form,
     CAST(NULL AS VARCHAR) AS industry, CAST(NULL AS DECIMAL(18, 2)) AS registered_capital,
-    CAST(NULL AS VARCHAR) AS legal_rep_name, CAST(NULL AS DATE) AS established_date
+    CAST(NULL AS VARCHAR) AS legal_rep_name, CAST(NULL AS DATE) AS established_date,
+    CAST(NULL AS VARCHAR) AS group_code, CAST(NULL AS VARCHAR) AS group_name
 FROM stg_individual_customer
 UNION ALL
 SELECT
@@ -17,5 +18,6 @@ SELECT
     CAST(NULL AS DATE) AS birth_date, CAST(NULL AS VARCHAR) AS sex, CAST(NULL AS VARCHAR) AS education,
     CAST(NULL AS VARCHAR) AS occupation, CAST(NULL AS DECIMAL(18, 2)) AS monthly_income,
     CAST(NULL AS VARCHAR) AS marital_status, CAST(NULL AS VARCHAR) AS address, CAST(NULL AS DATE) AS id_expiry_date,
-    economic_nature, enterprise_form, industry, registered_capital, legal_rep_name, established_date
+    economic_nature, enterprise_form, industry, registered_capital, legal_rep_name, established_date,
+    group_code, group_name
 FROM stg_corporate_customer

@@ -39,6 +39,8 @@ merged AS (
         arg_min(registered_capital, pref) FILTER (WHERE registered_capital IS NOT NULL) AS registered_capital,
         arg_min(legal_rep_name, pref) FILTER (WHERE legal_rep_name IS NOT NULL) AS legal_rep_name,
         arg_min(established_date, pref) FILTER (WHERE established_date IS NOT NULL) AS established_date,
+        arg_min(group_code, pref) FILTER (WHERE group_code IS NOT NULL) AS group_code,
+        arg_min(group_name, pref) FILTER (WHERE group_code IS NOT NULL) AS group_name,
         min(open_date) AS first_open_date
     FROM pref
     GROUP BY customer_id
@@ -112,6 +114,8 @@ SELECT
     d.registered_capital,
     d.legal_rep_name,
     d.established_date,
+    d.group_code,
+    d.group_name,
     d.org_code AS home_org_code,
     o.org_name AS home_org_name,
     d.org_source AS home_org_source,

@@ -14,5 +14,7 @@ SELECT
     phone,
     established_date,
     open_date,
-    org_code
+    org_code,
+    group_code,
+    group_name
 FROM lake_corporate_customer
