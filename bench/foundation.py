@@ -5,9 +5,10 @@ per stage. The baseline is a plain DuckDB ``read_csv`` + ``GROUP BY`` per accoun
 files, timed in the same run (before, between and after the builds); build times are reported as ratios
 to it. Times are medians of --repeat runs. Three builds are measured:
 
-- cold: no cached per-date partial results (the first build of an installation);
-- monthly: the last date reloaded (a new month's load), the other dates' partials reused;
-- unchanged: nothing reloaded.
+- cold: a full build with no cached per-date partial results (the first build of an installation);
+- monthly: the last date reloaded (a new month's load): an incremental build on a copy of the previous
+  snapshot that replaces that month's rows of the history tables and rebuilds the rest;
+- unchanged: nothing reloaded (incremental, no month replaced).
 
     .venv/bin/python bench/foundation.py --customers 100000 --months 24
 """
@@ -31,9 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CIM = [sys.executable, "-m", "cimlib.cli"]
 
 
-def run_stage(args: list[str], home: Path) -> tuple[float, float, str]:
+def run_stage(
+    args: list[str], home: Path, extra_env: dict[str, str] | None = None
+) -> tuple[float, float, str]:
     """Run one cim command; return (seconds, peak RSS of that process in GiB, stdout)."""
-    env = {**os.environ, "CIM_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "CIM_HOME": str(home), "PYTHONPATH": str(ROOT), **(extra_env or {})}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen([*CIM, *args, "--json"], env=env, stdout=out, stderr=err)
@@ -109,13 +112,14 @@ def main() -> None:
         dates = sorted(p.name for p in raw.iterdir() if p.is_dir() and not p.name.startswith("_"))
         months = home / "data" / "warehouse" / "months"
 
-        def builds(label: str, before=None) -> float:
+        def builds(label: str, before=None, env=None) -> float:
             """Median seconds of --repeat builds (``before`` runs ahead of each, untimed)."""
             runs, peaks = [], []
             for _ in range(a.repeat):
                 if before is not None:
                     before()
-                s, rss, _ = run_stage(["build"], home)
+                s, rss, out = run_stage(["build"], home, env)
+                fig.setdefault(f"{label}_modes", []).append(json.loads(out).get("mode"))
                 runs.append(s)
                 peaks.append(rss)
             med = statistics.median(runs)
@@ -130,7 +134,8 @@ def main() -> None:
 
         # Interleave baseline and builds so both see the same machine load.
         base = [baseline(raw) for _ in range(a.repeat)]
-        cold = builds("build_cold", before=lambda: shutil.rmtree(months, ignore_errors=True))
+        cold = builds("build_cold", before=lambda: shutil.rmtree(months, ignore_errors=True),
+                      env={"CIM_BUILD_FULL": "1"})
         base += [baseline(raw) for _ in range(a.repeat)]
         monthly = builds("build_monthly", before=reload_last)
         rebuild = builds("build_unchanged")

@@ -369,3 +369,60 @@ def test_dim_customer_carries_the_enterprise_group(built):
     sql = "SELECT customer_id, group_code, group_name FROM dim_customer WHERE customer_type = 'C'"
     rows = _rows(built[0], sql)
     assert rows == [{"customer_id": "C000000100", "group_code": "G00000001", "group_name": "甲县农机集团"}]
+
+
+def _all_tables(home) -> dict[str, list[tuple]]:
+    con = connect(home)
+    try:
+        names = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' ORDER BY 1"
+        ).fetchall()]
+        return {n: sorted(con.execute(f'SELECT * FROM "{n}"').fetchall(), key=repr) for n in names}
+    finally:
+        con.close()
+
+
+def test_incremental_build_equals_a_full_build(tmp_path, monkeypatch):
+    home = make_lake(tmp_path / "inc", dates=[D1])
+    assert build(home)["mode"] == "full"
+    write_date(home, D2)  # the next month's load
+    inc = build(home)
+    assert inc["mode"] == "incremental" and inc["changed_dates"] == [D2]
+    assert inc["partials"]["computed"] == [D2]
+    nothing = build(home)
+    assert nothing["mode"] == "incremental" and nothing["changed_dates"] == []
+    monkeypatch.setenv("CIM_BUILD_FULL", "1")
+    full_home = make_lake(tmp_path / "full")
+    assert build(full_home)["mode"] == "full"
+    monkeypatch.delenv("CIM_BUILD_FULL")
+    assert _all_tables(home) == _all_tables(full_home)
+    # a reloaded month replaces that month's rows only, and still equals a full build
+    write_date(home, D1)
+    again = build(home)
+    assert again["mode"] == "incremental" and again["changed_dates"] == [D1]
+    assert _all_tables(home) == _all_tables(full_home)
+
+
+def test_incremental_build_falls_back_when_numbers_move(tmp_path, built):
+    import duckdb
+
+    home = make_lake(tmp_path)
+    first = build(home)
+    # a customer number now maps to another customer (as when a merge changes the surviving id):
+    # months already built would carry the old id, so the build must start over
+    con = duckdb.connect(first["path"])
+    con.execute("UPDATE core_cust_no_map SET customer_id = 'SOMEONE_ELSE' WHERE cust_no = 'C000000100'")
+    con.close()
+    s = build(home)
+    assert s["mode"] == "full" and "another customer" in s["fallback"]
+    assert _all_tables(home) == _all_tables(built[0])
+
+
+def test_other_models_mean_a_full_build(tmp_path):
+    home = make_lake(tmp_path)
+    build(home)
+    ptr = home.warehouse / "CURRENT"
+    cur = json.loads(ptr.read_text(encoding="utf-8"))
+    cur["models_hash"] = "built-by-other-models"
+    ptr.write_text(json.dumps(cur), encoding="utf-8")
+    assert build(home)["mode"] == "full"

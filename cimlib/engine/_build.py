@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,12 +33,13 @@ from cimlib.config import Home
 from cimlib.contracts import load_codes, load_contracts
 from cimlib.engine._engine import DuckDBEngine, Engine
 from cimlib.engine._model_contracts import run_contracts
-from cimlib.engine._months import build_months, prune_months
+from cimlib.engine._months import build_months, date_fingerprints, pipeline_fingerprint, prune_months
 from cimlib.engine._pipeline import Model, SqlPipeline
 
 log = logging.getLogger(__name__)
 
 MEMORY_ENV = "CIM_BUILD_MEMORY_LIMIT"
+FULL_ENV = "CIM_BUILD_FULL"
 PAUSE_ENV = "CIM_BUILD_PAUSE_AFTER"
 PAUSE_SECONDS_ENV = "CIM_BUILD_PAUSE_SECONDS"
 DEFAULT_KEEP = 3
@@ -46,6 +48,32 @@ DEFAULT_MEMORY_LIMIT = "6GB"
 
 class BuildError(Exception):
     """The build failed; nothing was published."""
+
+
+class _Fallback(Exception):
+    """An incremental build found it cannot be incremental (the caller builds everything)."""
+
+
+def _incremental_plan(
+    home: Home, dates: list[str], fps: dict[str, str], models_hash: str
+) -> tuple[Path, list[str]] | None:
+    """``(previous snapshot file, changed dates)`` when this build can start from the published snapshot.
+
+    It can when the published snapshot was built by the same models (``models_hash``: SQL, contracts,
+    code lists), every date it holds is still loaded, and ``CIM_BUILD_FULL`` is not set. The changed
+    dates are those whose per-date fingerprint (load report and lake files) differs from the one the
+    snapshot was built from, or that are new.
+    """
+    if os.environ.get(FULL_ENV, "").lower() in ("1", "true", "yes"):
+        return None
+    prev = current_snapshot(home)
+    if not prev or prev.get("models_hash") != models_hash:
+        return None
+    prev_file = _snapshots_dir(home) / str(prev.get("file"))
+    prev_fps = prev.get("date_fingerprints") or {}
+    if not prev_file.is_file() or not set(prev.get("as_of_dates") or []) <= set(dates):
+        return None
+    return prev_file, [d for d in dates if prev_fps.get(d) != fps[d]]
 
 
 def _snapshots_dir(home: Home) -> Path:
@@ -287,48 +315,96 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
         memory_limit: str | None = os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY_LIMIT
         if memory_limit.lower() in ("none", "default", "0"):
             memory_limit = None
-        engine = DuckDBEngine(tmp, memory_limit=memory_limit)
-        if memory_limit:
-            spill = home.warehouse / "spill"
-            spill.mkdir(parents=True, exist_ok=True)
-            engine.execute(f"SET temp_directory = '{spill.as_posix()}'")
-        try:
-            # Row order of unsorted tables is not part of any contract (models that need an order
-            # declare ``order_by``), so let DuckDB skip order preservation: cheaper parallel writes.
-            engine.execute("SET preserve_insertion_order = false")
-            create_ref_code(engine)
-            files = create_lake_views(engine, home, dates)
-            if pause_after == "lake_views":
-                time.sleep(pause_seconds)
-            with bar:
-                t_months = time.perf_counter()
-                months = build_months(engine, home, dates, after_date=after_date)
-                month_stats["total_seconds"] = round(time.perf_counter() - t_months, 3)
-                if pause_after == "months":
+
+        models_hash = pipeline_fingerprint()
+        fps = date_fingerprints(home, dates)
+        plan = _incremental_plan(home, dates, fps, models_hash)
+
+        def materialise(partitions: list[str] | None) -> tuple[Any, ...]:
+            """Run every step into ``tmp`` (with ``partitions``: on the previous snapshot's copy)."""
+            engine = DuckDBEngine(tmp, memory_limit=memory_limit)
+            if memory_limit:
+                spill = home.warehouse / "spill"
+                spill.mkdir(parents=True, exist_ok=True)
+                engine.execute(f"SET temp_directory = '{spill.as_posix()}'")
+            try:
+                # Row order of unsorted tables is not part of any contract (models that need an order
+                # declare ``order_by``), so let DuckDB skip order preservation: cheaper parallel writes.
+                engine.execute("SET preserve_insertion_order = false")
+                create_ref_code(engine)
+                files = create_lake_views(engine, home, dates)
+                if pause_after == "lake_views":
                     time.sleep(pause_seconds)
-                timings = pipeline.run(engine, after_model=after_model)
-                bar.update(task, description="contracts")
-                results = run_contracts(engine, pipeline)
-                bar.update(task, advance=1)
-            counts = _row_counts(
-                engine,
-                [m.name for m in pipeline.models if m.layer != "staging"]
-                + [m.name for m in pipeline.models if m.layer == "staging"],
-            )
-            # The published snapshot holds tables only. Views read the lake or the partial-result
-            # cache, which a later reload or prune changes: an old snapshot must not change with them.
-            views = engine.query("SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW'")
-            for (view,) in views:
-                engine.execute(f"DROP VIEW {engine.dialect.quote(view)}")
-            engine.checkpoint()
-        except Exception as exc:
-            engine.close()
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            if isinstance(exc, BuildError):
+                if partitions is not None:
+                    engine.execute(
+                        "CREATE TEMP TABLE _prev_map AS SELECT cust_no, customer_id, customer_type "
+                        "FROM core_cust_no_map"
+                    )
+
+                def after(m: Model, seconds: float) -> None:
+                    if partitions is not None and m.name == "core_cust_no_map":
+                        moved = engine.query(
+                            "SELECT count(*) FROM _prev_map AS p LEFT JOIN core_cust_no_map AS n "
+                            "ON n.cust_no = p.cust_no WHERE n.cust_no IS NULL "
+                            "OR n.customer_id <> p.customer_id OR n.customer_type <> p.customer_type"
+                        )[0][0]
+                        if moved:
+                            raise _Fallback(f"{moved} customer numbers now belong to another customer")
+                    after_model(m, seconds)
+
+                with bar:
+                    t_months = time.perf_counter()
+                    months = build_months(engine, home, dates, after_date=after_date)
+                    month_stats["total_seconds"] = round(time.perf_counter() - t_months, 3)
+                    if pause_after == "months":
+                        time.sleep(pause_seconds)
+                    timings = pipeline.run(engine, after_model=after, partitions=partitions)
+                    bar.update(task, description="contracts")
+                    results = run_contracts(engine, pipeline)
+                    bar.update(task, advance=1)
+                counts = _row_counts(
+                    engine,
+                    [m.name for m in pipeline.models if m.layer != "staging"]
+                    + [m.name for m in pipeline.models if m.layer == "staging"],
+                )
+                # The published snapshot holds tables only. Views read the lake or the partial-result
+                # cache, which a later reload or prune changes: an old snapshot must not change with them.
+                views = engine.query(
+                    "SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW'"
+                )
+                for (view,) in views:
+                    engine.execute(f"DROP VIEW {engine.dialect.quote(view)}")
+                engine.checkpoint()
+            except BaseException:
+                engine.close()
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
                 raise
+            engine.close()
+            return files, months, timings, results, counts
+
+        mode = "full"
+        fallback = None
+        try:
+            if plan is not None:
+                prev_file, changed = plan
+                t_copy = time.perf_counter()
+                shutil.copyfile(prev_file, tmp)
+                log.info("incremental build on a copy of %s (%.1fs): dates %s", prev_file.name,
+                         time.perf_counter() - t_copy, changed or "none changed")
+                try:
+                    files, months, timings, results, counts = materialise(changed)
+                    mode = "incremental"
+                except _Fallback as exc:
+                    fallback = str(exc)
+                    log.warning("incremental build not possible (%s); building everything", exc)
+                    month_stats.update(computed=[], reused=[], seconds={})
+            if mode == "full":
+                files, months, timings, results, counts = materialise(None)
+        except BuildError:
+            raise
+        except Exception as exc:
             raise BuildError(str(exc)) from exc
-        engine.close()
 
         failures = [r for r in results if not r.passed]
         summary: dict[str, Any] = {
@@ -346,6 +422,11 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
             },
             "timings": timings,
             "partials": month_stats,
+            "mode": mode,
+            "changed_dates": plan[1] if mode == "incremental" and plan else dates,
+            "fallback": fallback,
+            "models_hash": models_hash,
+            "date_fingerprints": fps,
         }
         if failures:
             failed_path = snap_dir / f"{snapshot_id}.failed.duckdb"

@@ -85,6 +85,25 @@ class Engine(ABC):
             self.execute(f"DROP VIEW {q}")
         self.execute(f"CREATE OR REPLACE TABLE {q} AS\n{body}")
 
+    def replace_partitions(
+        self, name: str, sql: str, order_by: Sequence[str], column: str, values: Sequence[str]
+    ) -> None:
+        """Replace the rows of table ``name`` whose ``column`` is one of ``values`` (dates) by ``sql``'s.
+
+        The other rows stay as they are; the new ones are appended sorted by ``order_by``, so each
+        date's block stays clustered for lookups.
+        """
+        if not values:
+            return
+        q = self.dialect.quote(name)
+        col = self.dialect.quote(column)
+        vals = ", ".join(f"DATE {self.dialect.literal(v)}" for v in values)
+        body = f"SELECT * FROM (\n{sql.strip().rstrip(';')}\n) AS _m WHERE {col} IN ({vals})"
+        if order_by:
+            body += " ORDER BY " + ", ".join(self.dialect.quote(k) for k in order_by)
+        self.execute(f"DELETE FROM {q} WHERE {col} IN ({vals})")
+        self.execute(f"INSERT INTO {q} BY NAME {body}")
+
     def create_view_as(self, name: str, sql: str) -> None:
         """Create (or replace) view ``name`` over ``sql``."""
         q = self.dialect.quote(name)

@@ -59,6 +59,22 @@ def fingerprint(home: Home, date: str, models: dict[str, str]) -> str:
     return h.hexdigest()[:20]
 
 
+def date_fingerprints(home: Home, dates: list[str]) -> dict[str, str]:
+    """``{date: fingerprint}`` of the dates' partial results (see :func:`fingerprint`)."""
+    models = month_models()
+    return {d: fingerprint(home, d, models) for d in dates}
+
+
+def pipeline_fingerprint() -> str:
+    """A digest of every model, contract and code list: a snapshot built by other models is not reused."""
+    h = hashlib.sha256(f"v{FORMAT_VERSION}".encode())
+    root = SQL_DIR.parent
+    files = [*SQL_DIR.rglob("*.sql"), *SQL_DIR.rglob("*.yml"), *(root / "contracts").rglob("*.yaml")]
+    for p in sorted(files):
+        h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:20]
+
+
 def _month_views(engine: Engine, home: Home, date: str) -> None:
     """Point ``m_<table>`` at the date's lake file (an empty relation when the table has none)."""
     d = engine.dialect

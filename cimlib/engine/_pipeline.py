@@ -6,6 +6,8 @@ comments at the top of a file steer materialisation::
     -- depends: core_customer_xref, stg_org      (explicit dependencies; references are also detected)
     -- materialized: view                          (default: table)
     -- order_by: customer_id, as_of_date           (sort the table; fast single-customer lookups)
+    -- partition_by: as_of_date                     (each row depends on its date's inputs only, so an
+                                                    incremental build replaces just the changed dates)
 
 Models read the lake through ``lake_<table>`` views the build creates first, and may use one macro,
 ``{{ codes('list', 'attribute') }}``, which expands to a SQL list of the codes of a canonical code list
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 LAYERS = ("staging", "core", "marts")
-_HEADER = re.compile(r"^--\s*(depends|materialized|order_by)\s*:\s*(.*)$", re.IGNORECASE)
+_HEADER = re.compile(r"^--\s*(depends|materialized|order_by|partition_by)\s*:\s*(.*)$", re.IGNORECASE)
 _MACRO = re.compile(r"\{\{\s*(\w+)\s*\((.*?)\)\s*\}\}")
 
 
@@ -49,6 +51,7 @@ class Model:
     materialized: str = "table"
     order_by: list[str] = field(default_factory=list)
     depends: set[str] = field(default_factory=set)
+    partition_by: str | None = None
 
     @property
     def contract_path(self) -> Path:
@@ -103,6 +106,10 @@ def _parse(path: Path, layer: str) -> Model:
             if value not in ("table", "view"):
                 raise PipelineError(f"{path.name}: materialized must be table or view, not {value!r}")
             model.materialized = value
+        elif key == "partition_by":
+            if len(items) != 1:
+                raise PipelineError(f"{path.name}: partition_by takes one column")
+            model.partition_by = items[0]
         else:
             model.order_by = items
     return model
@@ -166,6 +173,7 @@ class SqlPipeline:
         self,
         engine: Engine,
         after_model: Callable[[Model, float], None] | None = None,
+        partitions: list[str] | None = None,
     ) -> dict[str, float]:
         """Materialise every model in order.
 
@@ -175,6 +183,10 @@ class SqlPipeline:
             Where to run.
         after_model : callable, optional
             Called with the model and its seconds after each model (progress, test hooks).
+        partitions : list of str, optional
+            An incremental run on a copy of the previous snapshot: models with ``partition_by`` keep
+            their rows and replace only those of these partition values (dates); the other models
+            are rebuilt whole. ``None`` (the default) rebuilds everything.
 
         Returns
         -------
@@ -193,6 +205,8 @@ class SqlPipeline:
             try:
                 if m.materialized == "view":
                     engine.create_view_as(m.name, sql)
+                elif partitions is not None and m.partition_by:
+                    engine.replace_partitions(m.name, sql, m.order_by, m.partition_by, partitions)
                 else:
                     engine.create_table_as(m.name, sql, m.order_by)
             except Exception as exc:

@@ -1,4 +1,5 @@
 -- order_by: customer_id, as_of_date, account_no
+-- partition_by: as_of_date
 -- Every deposit account in every loaded month with its owner (customer_id), month-end balance and
 -- month average daily balance (accum_balance / days). Clustered by customer so a single customer's
 -- accounts in any month are read from a few row groups (the 360 view reads this table).

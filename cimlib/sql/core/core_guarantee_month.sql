@@ -1,4 +1,5 @@
 -- order_by: borrower_customer_id, as_of_date, guarantee_no
+-- partition_by: as_of_date
 -- Every guarantee of every loaded month with both sides resolved to real customers: the borrower of the
 -- guaranteed loan and, when the guarantor is a customer of the bank, the guarantor.
 SELECT

@@ -1,4 +1,5 @@
 -- order_by: customer_id, as_of_date, loan_no
+-- partition_by: as_of_date
 -- Every loan row of every loaded month with its owner (customer_id), clustered by customer for the 360 view.
 SELECT
     m.customer_id,

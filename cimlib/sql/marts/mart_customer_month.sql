@@ -1,4 +1,5 @@
 -- order_by: customer_id, as_of_date
+-- partition_by: as_of_date
 -- One row per customer and month (as-of date): deposits, wealth, AUM, loans, credit lines, cards,
 -- products held and transactions. Rolled up from the per-date partial results (part_cust_month, one
 -- row per source customer number and date, cached between builds). Most customers have one number,
