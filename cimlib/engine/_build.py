@@ -360,7 +360,7 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
                         time.sleep(pause_seconds)
                     timings = pipeline.run(engine, after_model=after, partitions=partitions)
                     bar.update(task, description="contracts")
-                    results = run_contracts(engine, pipeline)
+                    results = run_contracts(engine, pipeline, partitions=partitions)
                     bar.update(task, advance=1)
                 counts = _row_counts(
                     engine,

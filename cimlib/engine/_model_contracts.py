@@ -50,25 +50,35 @@ class ContractResult:
         return asdict(self)
 
 
-def _tests_for(spec: dict[str, Any], model: str, engine: Engine) -> list[tuple[str, str]]:
+def _tests_for(
+    spec: dict[str, Any], model: str, engine: Engine, rows: str | None = None, partition_by: str | None = None
+) -> list[tuple[str, str]]:
+    """The model's tests as ``(name, SQL returning failing rows)``.
+
+    ``rows`` replaces the model in the row-local tests (not null, accepted values, min) and in the
+    grain test when the grain holds ``partition_by``: an incremental build checks only the rows it
+    replaced there. Uniqueness of one column and the contract's own SQL tests always see the table.
+    """
     q = engine.dialect.quote
     lit = engine.dialect.literal
     out: list[tuple[str, str]] = []
+    local = rows or q(model)
     grain = spec.get("grain") or []
     if grain:
         keys = ", ".join(q(k) for k in grain)
+        src = local if partition_by in grain else q(model)
         out.append(
             (
                 f"grain_unique({', '.join(grain)})",
-                f"SELECT {keys}, count(*) AS n FROM {q(model)} GROUP BY {keys} HAVING count(*) > 1",
+                f"SELECT {keys}, count(*) AS n FROM {src} GROUP BY {keys} HAVING count(*) > 1",
             )
         )
         nulls = " OR ".join(f"{q(k)} IS NULL" for k in grain)
-        out.append((f"grain_not_null({', '.join(grain)})", f"SELECT * FROM {q(model)} WHERE {nulls}"))
+        out.append((f"grain_not_null({', '.join(grain)})", f"SELECT * FROM {local} WHERE {nulls}"))
     for col in spec.get("columns") or []:
         name = col["name"]
         if col.get("not_null"):
-            out.append((f"not_null({name})", f"SELECT * FROM {q(model)} WHERE {q(name)} IS NULL"))
+            out.append((f"not_null({name})", f"SELECT * FROM {local} WHERE {q(name)} IS NULL"))
         if col.get("unique"):
             out.append(
                 (
@@ -85,12 +95,12 @@ def _tests_for(spec: dict[str, Any], model: str, engine: Engine) -> list[tuple[s
             out.append(
                 (
                     f"accepted_values({name})",
-                    f"SELECT {q(name)}, count(*) AS n FROM {q(model)} WHERE {q(name)} IS NOT NULL "
+                    f"SELECT {q(name)}, count(*) AS n FROM {local} WHERE {q(name)} IS NOT NULL "
                     f"AND CAST({q(name)} AS VARCHAR) NOT IN ({values}) GROUP BY {q(name)}",
                 )
             )
         if col.get("min") is not None:
-            out.append((f"min({name})", f"SELECT * FROM {q(model)} WHERE {q(name)} < {col['min']}"))
+            out.append((f"min({name})", f"SELECT * FROM {local} WHERE {q(name)} < {col['min']}"))
     for t in spec.get("tests") or []:
         out.append((t["name"], render(t["sql"])))
     return out
@@ -109,6 +119,7 @@ def run_contracts(
     pipeline: SqlPipeline | None = None,
     models: list[str] | None = None,
     sample_rows: int = 5,
+    partitions: list[str] | None = None,
 ) -> list[ContractResult]:
     """Run the contract tests of every model (or of ``models``) against a built database.
 
@@ -122,6 +133,9 @@ def run_contracts(
         Only these models.
     sample_rows : int
         How many failing rows to keep as a sample per test.
+    partitions : list of str, optional
+        After an incremental build: the dates it replaced. The row-local tests of models with
+        ``partition_by`` then read only those dates' rows (the others passed when they were built).
 
     Returns
     -------
@@ -136,7 +150,12 @@ def run_contracts(
         if not m.contract_path.exists():
             continue
         spec = load_model_contract(m.contract_path)
-        for test, sql in _tests_for(spec, m.name, engine):
+        rows = None
+        if partitions is not None and m.partition_by:
+            q = engine.dialect.quote
+            vals = ", ".join(f"DATE {engine.dialect.literal(v)}" for v in partitions) or "NULL"
+            rows = f"(SELECT * FROM {q(m.name)} WHERE {q(m.partition_by)} IN ({vals})) AS _rows"
+        for test, sql in _tests_for(spec, m.name, engine, rows, m.partition_by):
             try:
                 n = int(engine.query(f"SELECT count(*) FROM (\n{sql}\n) AS _t")[0][0])
                 sample = (

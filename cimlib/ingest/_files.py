@@ -125,11 +125,12 @@ def scan_file(path: Path, encoding: str, delimiter: str, quote: str, tmp_dir: Pa
         with path.open("rb") as fh:
             while chunk := fh.read(_CHUNK):
                 digest.update(chunk)
-                joined = tail + chunk
-                # Blank lines are rare: look for one with a substring search before the numpy pass.
-                if b"\n\n" in joined or b"\n\r\n" in joined:
-                    blank |= _blank_lines(joined, newlines - tail.count(b"\n"))
-                newlines += chunk.count(b"\n")
+                # Blank lines are rare: look for one with a substring search (inside the chunk, and across
+                # its start) before the numpy pass; numpy counts newlines twice as fast as bytes.count.
+                edge = tail + chunk[:2]
+                if any(p in part for part in (chunk, edge) for p in (b"\n\n", b"\n\r\n")):
+                    blank |= _blank_lines(tail + chunk, newlines - tail.count(b"\n"))
+                newlines += int(np.count_nonzero(np.frombuffer(chunk, np.uint8) == 10))
                 size += len(chunk)
                 tail = chunk[-2:]
                 if out is not None:
