@@ -358,10 +358,15 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
                     month_stats["total_seconds"] = round(time.perf_counter() - t_months, 3)
                     if pause_after == "months":
                         time.sleep(pause_seconds)
+                    t0 = time.perf_counter()
                     timings = pipeline.run(engine, after_model=after, partitions=partitions)
+                    steps["models"] = round(time.perf_counter() - t0, 2)
                     bar.update(task, description="contracts")
+                    t0 = time.perf_counter()
                     results = run_contracts(engine, pipeline, partitions=partitions)
+                    steps["contracts"] = round(time.perf_counter() - t0, 2)
                     bar.update(task, advance=1)
+                t0 = time.perf_counter()
                 counts = _row_counts(
                     engine,
                     [m.name for m in pipeline.models if m.layer != "staging"]
@@ -375,6 +380,7 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
                 for (view,) in views:
                     engine.execute(f"DROP VIEW {engine.dialect.quote(view)}")
                 engine.checkpoint()
+                steps["counts_and_checkpoint"] = round(time.perf_counter() - t0, 2)
             except BaseException:
                 engine.close()
                 with contextlib.suppress(FileNotFoundError):
@@ -385,11 +391,13 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
 
         mode = "full"
         fallback = None
+        steps: dict[str, float] = {}
         try:
             if plan is not None:
                 prev_file, changed = plan
                 t_copy = time.perf_counter()
                 shutil.copyfile(prev_file, tmp)
+                steps["copy_previous"] = round(time.perf_counter() - t_copy, 2)
                 log.info("incremental build on a copy of %s (%.1fs): dates %s", prev_file.name,
                          time.perf_counter() - t_copy, changed or "none changed")
                 try:
@@ -422,6 +430,7 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
             },
             "timings": timings,
             "partials": month_stats,
+            "steps": steps,
             "mode": mode,
             "changed_dates": plan[1] if mode == "incremental" and plan else dates,
             "fallback": fallback,

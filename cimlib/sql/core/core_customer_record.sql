@@ -1,4 +1,5 @@
 -- materialized: view
+-- partition_by: as_of_date
 -- A view: a plain UNION ALL of two staged tables, so copying its 2.5M rows would only cost time.
 -- Every customer record of every source system and as-of date, individuals and corporates in one shape.
 -- merge_key is what identifies the real customer across systems: id_no (individuals), credit_code (corporates).

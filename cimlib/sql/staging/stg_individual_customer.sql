@@ -1,5 +1,6 @@
 -- Staging: individual_customer for every loaded as-of date, typed per the canonical contract.
 -- materialized: view
+-- partition_by: as_of_date
 SELECT
     as_of_date,
     src_system,

@@ -1,5 +1,6 @@
 -- Staging: transaction for every loaded as-of date, typed per the canonical contract.
 -- materialized: view
+-- partition_by: as_of_date
 -- Kept as a view over the lake: the detail is large; the build reads it one as-of date at a time
 -- (sql/month/month_cust.sql), and caches the result per date.
 SELECT
