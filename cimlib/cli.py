@@ -120,7 +120,7 @@ def _cmd_build(args: argparse.Namespace, home: Home) -> int:
     from cimlib.engine import BuildError, build
 
     try:
-        summary = build(home, progress=not args.json)
+        summary = build(home, progress=not args.json, incremental=True if args.incremental else None)
     except BuildError as exc:
         raise CliError(str(exc), EXIT_CONTRACT) from exc
 
@@ -382,6 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=_cmd_ingest)
 
     b = sub.add_parser("build", parents=[common], help="build and publish a new warehouse snapshot")
+    b.add_argument(
+        "--incremental",
+        action="store_true",
+        help="replace only new or reloaded months in a copy of the published snapshot (faster; "
+        "single-customer lookups slow down until the next full build)",
+    )
     b.set_defaults(func=_cmd_build)
 
     st = sub.add_parser("status", parents=[common], help="published snapshot, loads and quarantine")

@@ -386,11 +386,15 @@ def test_incremental_build_equals_a_full_build(tmp_path, monkeypatch):
     home = make_lake(tmp_path / "inc", dates=[D1])
     assert build(home)["mode"] == "full"
     write_date(home, D2)  # the next month's load
-    inc = build(home)
+    inc = build(home, incremental=True)
     assert inc["mode"] == "incremental" and inc["changed_dates"] == [D2]
     assert inc["partials"]["computed"] == [D2]
-    nothing = build(home)
+    nothing = build(home, incremental=True)
     assert nothing["mode"] == "incremental" and nothing["changed_dates"] == []
+    assert build(home)["mode"] == "full"  # the default sorts every table again
+    write_date(home, D2)  # a reload
+    inc = build(home, incremental=True)
+    assert inc["mode"] == "incremental" and inc["changed_dates"] == [D2]
     monkeypatch.setenv("CIM_BUILD_FULL", "1")
     full_home = make_lake(tmp_path / "full")
     assert build(full_home)["mode"] == "full"
@@ -398,7 +402,7 @@ def test_incremental_build_equals_a_full_build(tmp_path, monkeypatch):
     assert _all_tables(home) == _all_tables(full_home)
     # a reloaded month replaces that month's rows only, and still equals a full build
     write_date(home, D1)
-    again = build(home)
+    again = build(home, incremental=True)
     assert again["mode"] == "incremental" and again["changed_dates"] == [D1]
     assert _all_tables(home) == _all_tables(full_home)
 
@@ -413,7 +417,7 @@ def test_incremental_build_falls_back_when_numbers_move(tmp_path, built):
     con = duckdb.connect(first["path"])
     con.execute("UPDATE core_cust_no_map SET customer_id = 'SOMEONE_ELSE' WHERE cust_no = 'C000000100'")
     con.close()
-    s = build(home)
+    s = build(home, incremental=True)
     assert s["mode"] == "full" and "another customer" in s["fallback"]
     assert _all_tables(home) == _all_tables(built[0])
 
@@ -425,4 +429,4 @@ def test_other_models_mean_a_full_build(tmp_path):
     cur = json.loads(ptr.read_text(encoding="utf-8"))
     cur["models_hash"] = "built-by-other-models"
     ptr.write_text(json.dumps(cur), encoding="utf-8")
-    assert build(home)["mode"] == "full"
+    assert build(home, incremental=True)["mode"] == "full"

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 MEMORY_ENV = "CIM_BUILD_MEMORY_LIMIT"
 FULL_ENV = "CIM_BUILD_FULL"
+INCREMENTAL_ENV = "CIM_BUILD_INCREMENTAL"
 PAUSE_ENV = "CIM_BUILD_PAUSE_AFTER"
 PAUSE_SECONDS_ENV = "CIM_BUILD_PAUSE_SECONDS"
 DEFAULT_KEEP = 3
@@ -241,7 +242,9 @@ def _row_counts(engine: Engine, names: list[str]) -> dict[str, int]:
     return {n: engine.row_count(n) for n in names}
 
 
-def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[str, Any]:
+def build(
+    home: Home, progress: bool = False, keep: int = DEFAULT_KEEP, incremental: bool | None = None
+) -> dict[str, Any]:
     """Build a new warehouse snapshot from the lake and publish it if every model contract passes.
 
     Parameters
@@ -252,6 +255,12 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
         Log each model as it finishes at INFO level (the CLI shows these).
     keep : int
         Published snapshots to keep on disk (the current one is never deleted).
+    incremental : bool, optional
+        Start from a copy of the published snapshot and replace only the changed months of the
+        history tables (default: ``$CIM_BUILD_INCREMENTAL``, else off). About 6x faster at 1M
+        customers, but the replaced months are appended after the customer-sorted rows, so each
+        such build makes single-customer lookups slower (360 p50 17 -> 25 ms at 1M after one); a full
+        build sorts everything again. Off by default because lookups run all day and a build monthly.
 
     Returns
     -------
@@ -318,7 +327,9 @@ def build(home: Home, progress: bool = False, keep: int = DEFAULT_KEEP) -> dict[
 
         models_hash = pipeline_fingerprint()
         fps = date_fingerprints(home, dates)
-        plan = _incremental_plan(home, dates, fps, models_hash)
+        if incremental is None:
+            incremental = os.environ.get(INCREMENTAL_ENV, "").lower() in ("1", "true", "yes")
+        plan = _incremental_plan(home, dates, fps, models_hash) if incremental else None
 
         def materialise(partitions: list[str] | None) -> tuple[Any, ...]:
             """Run every step into ``tmp`` (with ``partitions``: on the previous snapshot's copy)."""
