@@ -30,8 +30,9 @@ from typing import Any
 import duckdb
 
 from cimlib.config import Home
-from cimlib.contracts import load_codes, load_contracts
+from cimlib.contracts import load_codes
 from cimlib.engine._engine import DuckDBEngine, Engine
+from cimlib.engine._lake import create_lake_views
 from cimlib.engine._model_contracts import run_contracts
 from cimlib.engine._months import build_months, date_fingerprints, pipeline_fingerprint, prune_months
 from cimlib.engine._pipeline import Model, SqlPipeline
@@ -96,31 +97,6 @@ def loaded_dates(home: Home) -> list[str]:
             continue
         out.append(p.stem)
     return out
-
-
-def lake_files(home: Home, table: str, dates: list[str]) -> list[Path]:
-    """The lake partitions of ``table`` for the given dates that exist."""
-    files = [home.lake / table / f"as_of={d}" / "data.parquet" for d in dates]
-    return [f for f in files if f.exists()]
-
-
-def create_lake_views(engine: Engine, home: Home, dates: list[str]) -> dict[str, int]:
-    """Create ``lake_<table>`` for every canonical table over its loaded partitions.
-
-    A table with no files gets an empty view with the contract columns. Returns files per table.
-    """
-    counts: dict[str, int] = {}
-    d = engine.dialect
-    for name, c in load_contracts().items():
-        files = lake_files(home, name, dates)
-        counts[name] = len(files)
-        cols = [("as_of_date", "DATE")] + [(col.name, col.sql_type) for col in c.columns]
-        if files:
-            select = ", ".join(f"CAST({d.quote(n)} AS {t}) AS {d.quote(n)}" for n, t in cols)
-            engine.create_view_as(f"lake_{name}", f"SELECT {select} FROM {d.read_parquet(files)}")
-        else:
-            engine.create_view_as(f"lake_{name}", d.empty_relation(cols))
-    return counts
 
 
 def create_ref_code(engine: Engine) -> list[str]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from cimlib.config import Home
 from cimlib.contracts import load_codes, load_contracts
 from cimlib.engine._engine import Engine
+from cimlib.engine._lake import create_lake_views, lake_file
 from cimlib.engine._pipeline import SQL_DIR, render
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def fingerprint(home: Home, date: str, models: dict[str, str]) -> str:
     if report.exists():  # rewritten by every ingest of the date (start time, checksums)
         h.update(report.read_bytes())
     for name in sorted(load_contracts()):
-        f = home.lake / name / f"as_of={date}" / "data.parquet"
+        f = lake_file(home, name, date)
         if f.exists():  # ingest swaps a new file in: a new inode and modification time
             st = f.stat()
             h.update(f"|{name}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode())
@@ -73,19 +74,6 @@ def pipeline_fingerprint() -> str:
     for p in sorted(files):
         h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:20]
-
-
-def _month_views(engine: Engine, home: Home, date: str) -> None:
-    """Point ``m_<table>`` at the date's lake file (an empty relation when the table has none)."""
-    d = engine.dialect
-    for name, c in load_contracts().items():
-        f = home.lake / name / f"as_of={date}" / "data.parquet"
-        cols = [(col.name, col.sql_type) for col in c.columns]
-        if f.exists():
-            select = ", ".join(f"CAST({d.quote(n)} AS {t}) AS {d.quote(n)}" for n, t in cols)
-            engine.create_view_as(f"m_{name}", f"SELECT {select} FROM {d.read_parquet([f])}")
-        else:
-            engine.create_view_as(f"m_{name}", d.empty_relation(cols))
 
 
 def build_months(
@@ -126,7 +114,7 @@ def build_months(
             tmp = root / f".tmp-{folder.name}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
-            _month_views(engine, home, date)
+            create_lake_views(engine, home, [date], prefix="m_")
             for name, sql in models.items():
                 engine.execute(
                     f"COPY (SELECT DATE {lit(date)} AS as_of_date, * FROM (\n{render(sql)}\n) AS _p) "
