@@ -136,8 +136,7 @@ def main() -> None:
 
         # Interleave baseline and builds so both see the same machine load.
         base = [baseline(raw) for _ in range(a.repeat)]
-        cold = builds("build_cold", before=lambda: shutil.rmtree(months, ignore_errors=True),
-                      env={"CIM_BUILD_FULL": "1"})
+        cold = builds("build_cold", before=lambda: shutil.rmtree(months, ignore_errors=True))
         base += [baseline(raw) for _ in range(a.repeat)]
         monthly = builds("build_monthly", before=reload_last, extra=["--incremental"])
         rebuild = builds("build_unchanged", extra=["--incremental"])

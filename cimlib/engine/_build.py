@@ -40,7 +40,6 @@ from cimlib.engine._pipeline import Model, SqlPipeline
 log = logging.getLogger(__name__)
 
 MEMORY_ENV = "CIM_BUILD_MEMORY_LIMIT"
-FULL_ENV = "CIM_BUILD_FULL"
 INCREMENTAL_ENV = "CIM_BUILD_INCREMENTAL"
 PAUSE_ENV = "CIM_BUILD_PAUSE_AFTER"
 PAUSE_SECONDS_ENV = "CIM_BUILD_PAUSE_SECONDS"
@@ -62,12 +61,10 @@ def _incremental_plan(
     """``(previous snapshot file, changed dates)`` when this build can start from the published snapshot.
 
     It can when the published snapshot was built by the same models (``models_hash``: SQL, contracts,
-    code lists), every date it holds is still loaded, and ``CIM_BUILD_FULL`` is not set. The changed
+    code lists) and every date it holds is still loaded. The changed
     dates are those whose per-date fingerprint (load report and lake files) differs from the one the
     snapshot was built from, or that are new.
     """
-    if os.environ.get(FULL_ENV, "").lower() in ("1", "true", "yes"):
-        return None
     prev = current_snapshot(home)
     if not prev or prev.get("models_hash") != models_hash:
         return None
