@@ -69,6 +69,9 @@ SELECT
     cur.credit_card_limit, cur.credit_card_balance, cur.n_products, cur.txn_count, cur.txn_amount,
     cur.customer_txn_count, cur.customer_txn_amount, cur.digital_txn_count, cur.inflow_amount,
     cur.outflow_amount, cur.last_txn_time,
+    -- the channel mix (target-search rules read the wide table for the latest month)
+    cur.txn_count_counter, cur.txn_count_atm, cur.txn_count_pos, cur.txn_count_phone, cur.txn_count_online,
+    cur.txn_count_mobile, cur.txn_count_system, cur.other_bank_txn_count,
     lt.aum_avg_3m, lt.aum_avg_6m, lt.aum_avg_12m,
     lt.deposit_adb_avg_3m, lt.deposit_adb_avg_6m, lt.deposit_adb_avg_12m,
     lt.loan_balance_avg_3m, lt.loan_balance_avg_12m,

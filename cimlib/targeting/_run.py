@@ -1,0 +1,575 @@
+"""Running rules: one query per customer type, scoped inside, then reasons, masking and the audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from cimlib.access import NotPermitted, Principal, audit_log, mask_value, require_detail, scope_clause
+from cimlib.customer import _data as D
+from cimlib.i18n import code_label
+from cimlib.targeting import _catalogue as K
+from cimlib.targeting._language import HistorySpec
+from cimlib.targeting._rules import SEVERITY_RANK, Rule, RuleSet, load_ruleset
+
+log = logging.getLogger(__name__)
+
+#: Who the customer is and who serves them: the first columns of every list.
+LIST_COLUMNS = [
+    "customer_id", "customer_type", "cust_name", "id_no", "phone", "county_name", "home_org_code",
+    "home_org_name", "manager_no", "manager_name", "severity", "n_rules", "rules", "rule_names", "reasons",
+]  # fmt: skip
+_IDENTITY_SQL = {
+    "customer_id": "d.customer_id",
+    "customer_type": "d.customer_type",
+    "cust_name": "d.cust_name",
+    "id_no": "d.id_no_or_credit_code",
+    "phone": "d.phone",
+    "county_code": "d.county_code",
+    "county_name": "d.county_name",
+    "home_org_code": "d.home_org_code",
+    "home_org_name": "d.home_org_name",
+    "manager_no": "d.manager_no",
+    "manager_name": "d.manager_name",
+}
+#: Path of the 360 app; a list links each customer to it (``?customer=<customer_id>``).
+APP_360_PATH = "voila/render/customer_360.ipynb"
+THREADS_ENV = "CIM_TARGET_THREADS"
+_WIDE_M = re.compile(r"\bm\.")
+
+
+@dataclass
+class Query:
+    """The SQL and parameters of one customer type's rules at one as-of date."""
+
+    sql: str
+    params: dict[str, Any]
+    rules: list[Rule]
+
+
+def month_index(d: dt.date) -> int:
+    """Months since year 0 (``year * 12 + month``), the history functions' month arithmetic."""
+    return d.year * 12 + d.month
+
+
+def _month_end(idx: int) -> dt.date:
+    y, m = divmod(idx - 1, 12)
+    m += 1
+    nxt = dt.date(y + (m == 12), m % 12 + 1, 1)
+    return nxt - dt.timedelta(days=1)
+
+
+def _named(sql: str, params: Sequence[Any], prefix: str) -> tuple[str, dict[str, Any]]:
+    """Turn a service-written condition's ``?`` placeholders into ``$prefixN`` names."""
+    out, named, i = [], {}, 0
+    for ch in sql:
+        if ch == "?":
+            out.append(f"${prefix}{i}")
+            named[f"{prefix}{i}"] = params[i]
+            i += 1
+        else:
+            out.append(ch)
+    return "".join(out), named
+
+
+def build_query(
+    rules: Sequence[Rule],
+    as_of: dt.date,
+    *,
+    scope: tuple[str, Sequence[Any]] = ("TRUE", ()),
+    customer_ids: str | None = None,
+    aggregate: bool = False,
+    wide: bool = False,
+) -> Query:
+    """The SQL that evaluates ``rules`` (all of one customer type) at ``as_of``.
+
+    Parameters
+    ----------
+    rules : sequence of Rule
+        Compiled rules of one customer type.
+    as_of : date
+        A month-end as-of date of the warehouse.
+    scope : (str, sequence)
+        A condition on ``dim_customer`` aliased ``d`` with ``?`` placeholders (from ``scope_clause``).
+    customer_ids : str, optional
+        A relation (table name) of ``customer_id`` to restrict to; a fixed name chosen by the service.
+    aggregate : bool
+        Count hits per county, branch and rule instead of listing them.
+    wide : bool
+        ``as_of`` is the latest month: read the customer wide table (attributes and the latest month in
+        one row per customer) instead of joining ``dim_customer`` to ``mart_customer_month``; at a
+        million customers that join was most of a simple rule's time.
+
+    Returns
+    -------
+    Query
+    """
+    if not rules:
+        raise ValueError("no rules")
+    ctype = rules[0].customer_type
+    if any(r.customer_type != ctype for r in rules):
+        raise ValueError("rules of one customer type only")
+    scope_sql, scope_params = _named(scope[0], scope[1], "s")
+    params: dict[str, Any] = {"as_of": as_of, "ctype": ctype, **scope_params}
+    base: list[str] = []
+    history: dict[str, HistorySpec] = {}
+    points: set[int] = set()
+    fin = False
+    colls = []
+    for r in rules:
+        c = r.compiled
+        params.update(c.params)
+        base += [n for n in [*c.base, *r.output] if n not in base]
+        history.update(c.history)
+        points |= c.points
+        fin = fin or c.fin or any(K.INDICATORS[o].source == "fin" for o in r.output)
+        colls += c.collections
+        if any(K.INDICATORS[o].source == "hist" for o in r.output):
+            history["months_inactive"] = HistorySpec("months_inactive", "", None)
+    # The base is narrow (the key and the indicators the rules read): who the customer is and who serves
+    # them is joined only to the hits. Carrying the names and phones of every customer through the joins
+    # cost 4x at a million customers.
+    sel = ["d.customer_id AS customer_id"]
+    if aggregate:
+        sel += ["d.county_code AS county_code", "d.home_org_code AS home_org_code"]
+    for n in base:
+        ind = K.INDICATORS[n]
+        if ind.source == "base" and not (aggregate and n in ("county_code", "home_org_code")):
+            sel.append(f"{_WIDE_M.sub('d.', ind.sql) if wide else ind.sql} AS {n}")
+    restrict = f" AND d.customer_id IN (SELECT customer_id FROM {customer_ids})" if customer_ids else ""
+    source = (
+        "mart_customer_wide AS d WHERE d.as_of_date = $as_of AND"
+        if wide
+        else "dim_customer AS d JOIN mart_customer_month AS m ON m.customer_id = d.customer_id "
+        "AND m.as_of_date = $as_of WHERE"
+    )
+    ctes = [
+        "b AS (SELECT "
+        + ", ".join(sel)
+        + f" FROM {source} d.customer_type = $ctype AND ({scope_sql}){restrict})"
+    ]
+    joins = []
+    if fin:
+        ctes.append(f"f AS ({K.FIN_SQL.strip()})")
+        joins.append("LEFT JOIN f ON f.customer_id = b.customer_id")
+    if history:
+        months = [h.months for h in history.values()]
+        aggs = []
+        for h in history.values():
+            if h.alias == "months_inactive":
+                aggs.append(
+                    "coalesce(min(k) FILTER (WHERE m.customer_txn_count > 0), max(k) + 1) AS months_inactive"
+                )
+            else:
+                aggs.append(f"{h.sql} AS {h.alias}")
+        window = ""
+        if None not in months:
+            params["h_from"] = _month_end(month_index(as_of) - max(m for m in months if m is not None) - 1)
+            window = " AND as_of_date > $h_from"
+        params["as_of_idx"] = month_index(as_of)
+        # Every customer of the window, not only those of the base: a semi-join to the base cost more
+        # than the rows it saves (a hash aggregate over the months is cheap).
+        ctes.append(
+            "h AS (SELECT customer_id, " + ", ".join(aggs) + " FROM (SELECT *, $as_of_idx - "
+            "CAST(year(as_of_date) * 12 + month(as_of_date) AS INTEGER) AS k FROM mart_customer_month "
+            f"WHERE as_of_date <= $as_of{window}) AS m GROUP BY customer_id)"
+        )
+        joins.append("LEFT JOIN h ON h.customer_id = b.customer_id")
+    for n in sorted(points):
+        params[f"d_p{n}"] = _month_end(month_index(as_of) - n)
+        joins.append(
+            f"LEFT JOIN mart_customer_month AS p{n} ON p{n}.customer_id = b.customer_id "
+            f"AND p{n}.as_of_date = $d_p{n}"
+        )
+    for cs in colls:
+        coll = K.COLLECTIONS[cs.collection]
+        first = (
+            "first(struct_pack(" + ", ".join(f"{f} := c.{f}" for f in coll.fields) + ") "
+            f"ORDER BY c.{coll.order_by} NULLS LAST)"
+        )
+        src = f"({coll.sql}) AS c"
+        if cs.kind == "all":
+            ctes.append(
+                f"{cs.alias} AS (SELECT c.customer_id, count(*) AS n_all, "
+                f"count(*) FILTER (WHERE {cs.condition_sql}) AS n, "
+                f"{first} FILTER (WHERE {cs.condition_sql}) AS first FROM {src} GROUP BY c.customer_id)"
+            )
+        else:
+            ctes.append(
+                f"{cs.alias} AS (SELECT c.customer_id, count(*) AS n, {first} AS first FROM {src} "
+                f"WHERE {cs.condition_sql} GROUP BY c.customer_id)"
+            )
+        joins.append(f"LEFT JOIN {cs.alias} ON {cs.alias}.customer_id = b.customer_id")
+    fired = " OR ".join(f"coalesce({r.compiled.sql}, FALSE)" for r in rules)
+    if aggregate:
+        body = (
+            "SELECT b.county_code, b.home_org_code, "
+            + ", ".join(f'count(*) FILTER (WHERE {r.compiled.sql}) AS "{r.id}"' for r in rules)
+            + f", count(*) FILTER (WHERE {fired}) AS n_customers FROM b "
+            + " ".join(joins)
+            + " GROUP BY ALL"
+        )
+    else:
+        flags = [f'coalesce({r.compiled.sql}, FALSE) AS "{r.id}"' for r in rules]
+        values = [f"{ph.compiled.sql} AS {ph.column}" for r in rules for ph in r.placeholders.values()]
+        outputs = [
+            f"b.{o}"
+            for o in dict.fromkeys(o for r in rules for o in r.output)
+            if o in base and K.INDICATORS[o].source == "base"
+        ]
+        outputs += [
+            f"{K.INDICATORS[o].sql} AS {o}"
+            for o in dict.fromkeys(o for r in rules for o in r.output)
+            if K.INDICATORS[o].source != "base"
+        ]
+        ctes.append(
+            "x AS (SELECT "
+            + ", ".join(["b.customer_id", *flags, *outputs, *values])
+            + " FROM b "
+            + " ".join(joins)
+            + f" WHERE {fired})"
+        )
+        ident = [f"{sql} AS {name}" for name, sql in _IDENTITY_SQL.items() if name != "customer_id"]
+        who = "mart_customer_wide" if wide else "dim_customer"
+        body = "SELECT x.*, " + ", ".join(ident) + f" FROM x JOIN {who} AS d ON d.customer_id = x.customer_id"
+    sql = "WITH " + ",\n".join(ctes) + "\n" + body
+    used = {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)}
+    return Query(sql, used, list(rules))
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def format_value(value: Any, fmt: str, type_: str, lang: str) -> str:
+    """One placeholder's value as reason text (``money``: 200,000 or 200,000.50; ``pct``: 62.3%)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if fmt == "money":
+        f = _num(value)
+        if f is None:
+            return str(value)
+        return f"{f:,.0f}" if abs(f - round(f)) < 0.005 else f"{f:,.2f}"
+    if fmt == "int":
+        f = _num(value)
+        return str(round(f)) if f is not None else str(value)
+    if fmt == "pct":
+        f = _num(value)
+        return f"{f:.1f}%" if f is not None else str(value)
+    if fmt == "ratio":
+        f = _num(value)
+        return f"{f * 100:.1f}%" if f is not None else str(value)
+    if fmt == "number":
+        f = _num(value)
+        if f is None:
+            return str(value)
+        return f"{f:,.0f}" if abs(f - round(f)) < 1e-9 else f"{f:,.2f}"
+    if fmt == "date":
+        return value.isoformat() if isinstance(value, dt.date) else str(value)
+    if fmt == "label" and type_.startswith("code:"):
+        return code_label(type_.split(":", 1)[1], value, lang)
+    if isinstance(value, bool):
+        return ("是" if value else "否") if lang.startswith("zh") else ("yes" if value else "no")
+    return str(value)
+
+
+def reason_text(rule: Rule, row: dict[str, Any], lang: str) -> str:
+    """The rule's reason template filled from one result row."""
+    template = rule.reason["zh" if lang.startswith("zh") else "en"]
+
+    def fill(m: Any) -> str:
+        ph = rule.placeholders[m.group(1)]
+        return format_value(row.get(ph.column), ph.fmt, ph.compiled.type, lang)
+
+    from cimlib.targeting._rules import _PLACEHOLDER
+
+    return _PLACEHOLDER.sub(fill, template)
+
+
+# ---------------------------------------------------------------------------------------------- running
+def _threads() -> int:
+    raw = os.environ.get(THREADS_ENV)
+    try:
+        return max(1, int(raw)) if raw else max(1, os.cpu_count() or 1)
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
+
+
+def execute(snap: Any, q: Query) -> Any:
+    """Run a query on a reader snapshot with all cores (readers default to one thread); an Arrow table."""
+    with snap.lock:
+        con = snap.con
+        old = con.execute("SELECT current_setting('threads')").fetchone()[0]
+        con.execute(f"SET threads = {_threads()}")
+        try:
+            table = con.sql(q.sql, params=q.params).to_arrow_table()
+            return table
+        finally:
+            con.execute(f"SET threads = {int(old)}")
+
+
+def _resolve(ruleset: RuleSet | str, home: Any) -> RuleSet:
+    return ruleset if isinstance(ruleset, RuleSet) else load_ruleset(ruleset, home)
+
+
+def _scope(principal: Principal) -> tuple[str, list[Any]]:
+    if principal.scope == "none":
+        raise NotPermitted(f"role {principal.role} has no access to customer data")
+    return scope_clause(principal, "d")
+
+
+def _by_type(rules: Sequence[Rule]) -> dict[str, list[Rule]]:
+    out: dict[str, list[Rule]] = {}
+    for r in rules:
+        out.setdefault(r.customer_type, []).append(r)
+    return out
+
+
+def run(
+    ruleset: RuleSet | str,
+    principal: Principal,
+    as_of: str | dt.date | None = None,
+    *,
+    rules: Sequence[str] | None = None,
+    lang: str = "en",
+    home: D.HomeLike = None,
+    app_url: str | None = None,
+) -> pd.DataFrame:
+    """Run a rule set (or some of its rules) and return the customer list.
+
+    Parameters
+    ----------
+    ruleset : RuleSet or str
+        A loaded rule set, or the name of one in ``parameters/targeting``.
+    principal : Principal
+        Who asks: rows are limited to the principal's scope inside the query, personal data is masked as
+        the role requires, and the list is audit-logged. The role must allow single-customer detail (use
+        :func:`counts` for aggregate-only roles).
+    as_of : str or date, optional
+        ``YYYY-MM`` or a date of that month; default the latest month in the warehouse.
+    rules : sequence of str, optional
+        Rule ids to run (default all rules of the set).
+    lang : {"en", "zh_CN"}
+        Language of rule names and reasons.
+    home : Home or path, optional
+        The installation.
+    app_url : str, optional
+        Base URL of ``cim serve``; ``link`` then holds a full address of the customer's 360 view,
+        otherwise a path relative to the server.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per customer hit by at least one rule: :data:`LIST_COLUMNS`, then the rules' output
+        columns, then ``link``. Sorted by severity (highest first), branch and customer. ``attrs`` holds
+        ``as_of``, ``snapshot_id``, ``ruleset``, ``rules`` and ``hits`` (customers per rule).
+
+    Raises
+    ------
+    NotPermitted
+        When the role has no single-customer detail.
+    AsOfError
+        When the month is malformed or not in the warehouse.
+    """
+    h = D.resolve_home(home)
+    rs = _resolve(ruleset, h)
+    selected = rs.select(list(rules) if rules else None)
+    try:
+        require_detail(principal)
+        scope = _scope(principal)
+    except NotPermitted as exc:
+        audit_log(h, principal, "target_list", rs.name, None, {"reason": str(exc)}, outcome="refused")
+        raise
+    t0 = time.perf_counter()
+    snap = D.snapshot(h)
+    day = D.resolve_as_of(snap, as_of)
+    frames = []
+    hits: dict[str, int] = {r.id: 0 for r in selected}
+    for _, group in _by_type(selected).items():
+        q = build_query(group, day, scope=scope, wide=day == D.as_of_dates(snap)[-1])
+        frames.append(_frame(group, execute(snap, q), principal, lang, hits))
+    out = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else None
+    outputs = [o for r in selected for o in r.output]
+    outputs = list(dict.fromkeys(outputs))
+    if out is None:
+        out = pd.DataFrame(columns=[*LIST_COLUMNS, *outputs, "link"])
+    out = out.reindex(columns=[*LIST_COLUMNS, *outputs, "link"])
+    out["_rank"] = out["severity"].map(SEVERITY_RANK)
+    out = out.sort_values(
+        ["_rank", "home_org_code", "customer_id"], ascending=[False, True, True], kind="stable"
+    )
+    out = out.drop(columns="_rank").reset_index(drop=True)
+    base = (app_url.rstrip("/") + "/") if app_url else ""
+    out["link"] = [f"{base}{APP_360_PATH}?customer={c}" for c in out["customer_id"]]
+    out.attrs.update(
+        as_of=day.isoformat(),
+        snapshot_id=snap.snapshot_id,
+        ruleset=rs.name,
+        rules=[r.id for r in selected],
+        hits=hits,
+    )
+    ms = round((time.perf_counter() - t0) * 1000, 1)
+    audit_log(
+        h,
+        principal,
+        "target_list",
+        rs.name,
+        snap.snapshot_id,
+        {"as_of": day.isoformat(), "rules": [r.id for r in selected], "n_customers": len(out), "ms": ms},
+    )
+    log.info("target list", extra={"ruleset": rs.name, "n": len(out), "ms": ms})
+    return out
+
+
+def to_pandas(table: Any) -> pd.DataFrame:
+    """An Arrow result as pandas, decimals as floats (lists show amounts; nothing here must tie out)."""
+    import pyarrow as pa
+
+    cols = []
+    for f in table.schema:
+        col = table.column(f.name)
+        if pa.types.is_decimal(f.type):
+            col = col.cast(pa.float64())
+        cols.append(col)
+    return pa.table(cols, names=table.schema.names).to_pandas()
+
+
+def _mask(principal: Principal, field: str, values: Any, person: Any = None) -> list[Any]:
+    if principal.sees(field):
+        return list(values)
+    if person is None:
+        return [mask_value(principal, field, v) for v in values]
+    return [mask_value(principal, field, v) if p else v for v, p in zip(values, person, strict=True)]
+
+
+def _frame(
+    rules: list[Rule], table: Any, principal: Principal, lang: str, hits: dict[str, int]
+) -> pd.DataFrame:
+    """The list rows of one customer type: masks, severity, fired rules and their reasons."""
+    zh = lang.startswith("zh")
+    df = to_pandas(table)
+    if not len(df):
+        return df
+    person = (df["customer_type"] == "I").to_numpy()
+    df["cust_name"] = _mask(principal, "name", df["cust_name"], person)
+    df["id_no"] = _mask(principal, "id_no", df["id_no"], person)
+    df["phone"] = _mask(principal, "phone", df["phone"])
+    n = len(df)
+    fired_ids: list[list[str]] = [[] for _ in range(n)]
+    names: list[list[str]] = [[] for _ in range(n)]
+    reasons: list[list[str]] = [[] for _ in range(n)]
+    sev = [0] * n
+    for r in rules:
+        mask = df[r.id].to_numpy(dtype=bool)
+        hits[r.id] += int(mask.sum())
+        idx = mask.nonzero()[0]
+        if not len(idx):
+            continue
+        name = r.name["zh" if zh else "en"]
+        texts = _reasons(r, df, idx, lang)
+        rank = SEVERITY_RANK[r.severity]
+        for i, text in zip(idx.tolist(), texts, strict=True):
+            fired_ids[i].append(r.id)
+            names[i].append(name)
+            reasons[i].append(text)
+            if rank > sev[i]:
+                sev[i] = rank
+    sep = "；" if zh else "; "
+    by_rank = {v: k for k, v in SEVERITY_RANK.items()}
+    df["severity"] = [by_rank[x] for x in sev]
+    df["n_rules"] = [len(x) for x in fired_ids]
+    df["rules"] = [";".join(x) for x in fired_ids]
+    df["rule_names"] = [sep.join(x) for x in names]
+    df["reasons"] = [sep.join(x) for x in reasons]
+    return df
+
+
+def _reasons(rule: Rule, df: pd.DataFrame, idx: Any, lang: str) -> list[str]:
+    """The reason texts of ``rule`` for the rows ``idx`` (one format pass per placeholder)."""
+    from cimlib.targeting._rules import _PLACEHOLDER
+
+    template = rule.reason["zh" if lang.startswith("zh") else "en"]
+    parts = _PLACEHOLDER.split(template)  # text, placeholder, text, placeholder, ... text
+    cols: list[list[str]] = []
+    for k in range(1, len(parts), 2):
+        ph = rule.placeholders[parts[k]]
+        values = df[ph.column].to_numpy(dtype=object)[idx] if ph.column in df else [None] * len(idx)
+        cols.append([format_value(v, ph.fmt, ph.compiled.type, lang) for v in values])
+    out = []
+    for j in range(len(idx)):
+        buf = [parts[0]]
+        for k in range(len(cols)):
+            buf.append(cols[k][j])
+            buf.append(parts[2 * k + 2])
+        out.append("".join(buf))
+    return out
+
+
+def counts(
+    ruleset: RuleSet | str,
+    principal: Principal,
+    as_of: str | dt.date | None = None,
+    *,
+    rules: Sequence[str] | None = None,
+    home: D.HomeLike = None,
+) -> pd.DataFrame:
+    """Customers hit per branch and rule, within the principal's scope (any role with a scope).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``county_code, county_name, home_org_code, home_org_name``, one column per rule id, and
+        ``n_customers`` (customers hit by at least one rule), one row per branch with a hit; ``attrs`` as
+        for :func:`run`.
+    """
+    h = D.resolve_home(home)
+    rs = _resolve(ruleset, h)
+    selected = rs.select(list(rules) if rules else None)
+    scope = _scope(principal)
+    snap = D.snapshot(h)
+    day = D.resolve_as_of(snap, as_of)
+    parts = []
+    for _, group in _by_type(selected).items():
+        q = build_query(group, day, scope=scope, aggregate=True, wide=day == D.as_of_dates(snap)[-1])
+        parts.append(to_pandas(execute(snap, q)))
+    keys = ["county_code", "home_org_code"]
+    ids = [r.id for r in selected]
+    out = pd.concat(parts, ignore_index=True).fillna(dict.fromkeys(ids, 0))
+    out = out.groupby(keys, as_index=False, dropna=False).sum(numeric_only=True)
+    for r in ids:
+        out[r] = out[r].astype("int64") if r in out else 0
+    out["n_customers"] = out["n_customers"].astype("int64")
+    _, orgs = snap.query("SELECT org_code, org_name FROM core_org")
+    name = dict(orgs)
+    out.insert(1, "county_name", [name.get(c) for c in out["county_code"]])
+    out.insert(3, "home_org_name", [name.get(c) for c in out["home_org_code"]])
+    out = out[out["n_customers"] > 0].sort_values(keys)
+    out = out[[*keys[:1], "county_name", keys[1], "home_org_name", *ids, "n_customers"]].reset_index(
+        drop=True
+    )
+    out.attrs.update(as_of=day.isoformat(), snapshot_id=snap.snapshot_id, ruleset=rs.name, rules=ids)
+    audit_log(
+        h,
+        principal,
+        "target_counts",
+        rs.name,
+        snap.snapshot_id,
+        {"as_of": day.isoformat(), "n_branches": len(out)},
+    )
+    return out
