@@ -240,7 +240,12 @@ def _principal(args: argparse.Namespace, home: Home) -> Any:
         return principal_for(args.as_user, home)
     except UnknownUser as exc:  # audited too: someone tried a name that is not a user
         nobody = Principal(user_id=str(args.as_user)[:64], display_name="", role="<unknown user>")
-        action = "read_audit" if args.command == "audit" else f"customer_{args.customer_command}"
+        if args.command == "audit":
+            action = "read_audit"
+        elif args.command == "target":
+            action = f"target_{args.target_command}"
+        else:
+            action = f"customer_{args.customer_command}"
         audit_log(home, nobody, action, getattr(args, "customer_id", ""), None, outcome="unknown_user")
         raise CliError(str(exc), EXIT_ERROR) from exc
     except PolicyError as exc:
@@ -351,6 +356,222 @@ def _cmd_audit(args: argparse.Namespace, home: Home) -> int:
     return EXIT_OK
 
 
+def _ruleset(args: argparse.Namespace, home: Home) -> Any:
+    """The rule set of ``args.ruleset``, or of ``--condition`` with ``--type`` (exit 2 when it is wrong)."""
+    from cimlib.targeting import RuleError, RuleSetError, load_ruleset
+    from cimlib.targeting._rules import adhoc_ruleset
+
+    try:
+        if getattr(args, "condition", None):
+            if args.ruleset:
+                raise CliError("give a RULESET or --condition, not both", EXIT_USAGE)
+            return adhoc_ruleset(args.condition, args.type)
+        if not args.ruleset:
+            raise CliError("give a RULESET (see `cim target list`) or --condition", EXIT_USAGE)
+        return load_ruleset(args.ruleset, home)
+    except (RuleError, RuleSetError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+
+
+def _cmd_target_list(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.targeting import RuleError, RuleSetError, list_rulesets, load_ruleset
+
+    payload: dict[str, Any] = {}
+    problems = []
+    for name in list_rulesets(home):
+        try:
+            rs = load_ruleset(name, home)
+        except (RuleError, RuleSetError) as exc:
+            problems.append(str(exc))
+            continue
+        payload[name] = {
+            "title": rs.title,
+            "rules": [
+                {"id": r.id, "customer_type": r.customer_type, "family": r.family, "severity": r.severity,
+                 "name": r.name, "condition": r.condition}
+                for r in rs.rules
+            ],
+        }  # fmt: skip
+
+    def human(c: Console) -> None:
+        for name, rs in payload.items():
+            t = Table(title=f"{name}: {rs['title']['en']} ({rs['title']['zh']})")
+            for col in ("id", "type", "severity", "name", "condition"):
+                t.add_column(col, overflow="fold")
+            for r in rs["rules"]:
+                name = f"{r['name']['en']} / {r['name']['zh']}"
+                t.add_row(r["id"], r["customer_type"], r["severity"], name, r["condition"])
+            c.print(t)
+        for p in problems:
+            c.print(f"[red]{p}[/]")
+
+    _emit(args, {"rulesets": payload, "problems": problems}, human)
+    return EXIT_USAGE if problems else EXIT_OK
+
+
+def _cmd_target_check(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.targeting import RuleError, RuleSetError, list_rulesets, load_ruleset
+
+    names = args.rulesets or list_rulesets(home)
+    results = []
+    for name in names:
+        try:
+            rs = load_ruleset(name, home)
+            results.append({"ruleset": name, "ok": True, "rules": len(rs.rules)})
+        except (RuleError, RuleSetError) as exc:
+            results.append({"ruleset": name, "ok": False, "error": str(exc)})
+
+    def human(c: Console) -> None:
+        for r in results:
+            if r["ok"]:
+                c.print(f"{r['ruleset']}: {r['rules']} rules compile")
+            else:
+                c.print(f"[red]{r['error']}[/]")
+
+    _emit(args, results, human)
+    return EXIT_OK if all(r["ok"] for r in results) else EXIT_USAGE
+
+
+def _cmd_target_compile(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.targeting import RuleError, compile_condition
+
+    try:
+        c = compile_condition(args.expression, args.type)
+    except RuleError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    payload = {"expression": c.expression, "customer_type": c.customer_type, "sql": c.sql, "params": c.params,
+               "indicators": c.base, "history": sorted(c.history), "months_back": sorted(c.points),
+               "collections": [x.collection for x in c.collections]}  # fmt: skip
+
+    def human(con: Console) -> None:
+        con.print(f"[bold]SQL[/] {c.sql}")
+        con.print(f"[bold]parameters[/] {c.params}")
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
+def _cmd_target_indicators(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.targeting._catalogue import COLLECTIONS, FUNCTIONS, INDICATORS
+
+    types = [args.type] if args.type else ["I", "C"]
+    inds = [
+        {"name": x.name, "type": x.type, "applies": x.applies, "en": x.en, "zh": x.zh}
+        for x in INDICATORS.values()
+        if any(t in x.applies for t in types)
+    ]
+    colls = [
+        {"name": c.name, "fields": c.fields, "applies": c.applies, "en": c.en, "zh": c.zh}
+        for c in COLLECTIONS.values()
+        if any(t in c.applies for t in types)
+    ]
+    funcs = [{"name": f.name, "args": list(f.args), "en": f.en} for f in FUNCTIONS.values()]
+
+    def human(c: Console) -> None:
+        t = Table(title="Indicators")
+        for col in ("name", "type", "for", "label"):
+            t.add_column(col)
+        for x in inds:
+            t.add_row(x["name"], x["type"], x["applies"], f"{x['en']} / {x['zh']}")
+        c.print(t)
+        t = Table(title="Collections (any / all / count)")
+        t.add_column("name")
+        t.add_column("fields", overflow="fold")
+        for x in colls:
+            t.add_row(x["name"], ", ".join(f"{k} ({v})" for k, v in x["fields"].items()))
+        c.print(t)
+        t = Table(title="Functions")
+        t.add_column("name")
+        t.add_column("arguments")
+        t.add_column("what")
+        for x in funcs:
+            t.add_row(x["name"], ", ".join(x["args"]), x["en"])
+        c.print(t)
+
+    _emit(args, {"indicators": inds, "collections": colls, "functions": funcs}, human)
+    return EXIT_OK
+
+
+def _cmd_target_run(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.access import AccessError
+    from cimlib.customer import AsOfError
+    from cimlib.customer._data import json_safe
+    from cimlib.targeting import counts, run
+    from cimlib.targeting._export import ExportError, write_list
+
+    who = _principal(args, home)
+    rs = _ruleset(args, home)
+    try:
+        if args.counts:
+            frame = counts(rs, who, args.as_of, rules=args.rule, home=home)
+        else:
+            app_url = args.app_url or os.environ.get("CIM_APP_URL")
+            frame = run(rs, who, args.as_of, rules=args.rule, lang=args.lang, home=home, app_url=app_url)
+    except AsOfError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except KeyError as exc:
+        raise CliError(str(exc.args[0]), EXIT_USAGE) from exc
+    except AccessError as exc:
+        hint = "" if args.counts else "; aggregate-only roles can use --counts"
+        raise CliError(f"{exc}{hint}", EXIT_ERROR) from exc
+    written: list[str] = []
+    if args.out:
+        try:
+            written = [str(p) for p in write_list(frame, args.out, split=args.split, lang=args.lang)]
+        except ExportError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from exc
+    elif args.split:
+        raise CliError("--split needs --out FILE.xlsx or FILE.csv", EXIT_USAGE)
+    attrs = dict(frame.attrs)
+    payload = {**{k: attrs.get(k) for k in ("ruleset", "as_of", "snapshot_id", "rules", "hits")},
+               "n": len(frame), "files": written, "rows": json_safe(frame)}  # fmt: skip
+
+    def human(c: Console) -> None:
+        what = "branches with hits" if args.counts else "customers"
+        c.print(f"[bold]{attrs.get('ruleset')}[/] as of {attrs.get('as_of')} for {who.display_name} "
+                f"[{who.role}, {who.scope_label}]: {len(frame):,} {what}")  # fmt: skip
+        if attrs.get("hits"):
+            c.print("hits per rule: " + ", ".join(f"{k} {v:,}" for k, v in attrs["hits"].items()))
+        cols = list(frame.columns) if args.counts else [
+            "customer_id", "cust_name", "home_org_name", "manager_name", "severity", "reasons"]
+        _frame_table(c, "Counts per branch" if args.counts else "Customers", frame[cols], args.limit)
+        for f in written:
+            c.print(f"wrote {f}")
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
+def _cmd_target_backtest(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.access import AccessError
+    from cimlib.customer import AsOfError
+    from cimlib.customer._data import json_safe
+    from cimlib.targeting import backtest, backtest_chart
+
+    who = _principal(args, home)
+    rs = _ruleset(args, home)
+    try:
+        frame = backtest(rs, who, args.start, args.end, rules=args.rule, horizon=args.horizon, home=home)
+    except AsOfError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except AccessError as exc:
+        raise CliError(str(exc), EXIT_ERROR) from exc
+    if args.chart:
+        backtest_chart(frame, lang=args.lang).save(args.chart)
+
+    def human(c: Console) -> None:
+        c.print(f"[bold]Backtest of {rs.name}[/] {args.start} .. {args.end}, outcomes over the next "
+                f"{args.horizon} months, for {who.display_name} [{who.scope_label}]")  # fmt: skip
+        _frame_table(c, "Hits and outcomes per rule and month (lift = rate / base rate)", frame, 500)
+        if args.chart:
+            c.print(f"wrote {args.chart}")
+
+    _emit(args, {"ruleset": rs.name, "rows": json_safe(frame), "chart": args.chart}, human)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``cim``."""
     # The global options are accepted before or after the command. The sub-commands' copies default to
@@ -423,6 +644,47 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("--as", dest="as_user", required=True, metavar="USER", help="user id from access.yaml")
     cf.add_argument("--limit", type=int, default=50)
     cf.set_defaults(func=_cmd_customer_search)
+
+    tg = sub.add_parser("target", parents=[common], help="target-customer search: rule sets, lists, backtest")
+    tgs = tg.add_subparsers(dest="target_command", required=True, metavar="ACTION")
+    tl = tgs.add_parser("list", parents=[common], help="the rule sets of parameters/targeting, their rules")
+    tl.set_defaults(func=_cmd_target_list)
+    tc = tgs.add_parser("check", parents=[common], help="validate and compile rule sets (exit 2 on error)")
+    tc.add_argument("rulesets", nargs="*", help="rule set names (default: all)")
+    tc.set_defaults(func=_cmd_target_check)
+    tx = tgs.add_parser("compile", parents=[common], help="compile one condition and show its SQL")
+    tx.add_argument("expression")
+    tx.add_argument("--type", choices=["I", "C"], default="I", help="individual (I) or corporate (C)")
+    tx.set_defaults(func=_cmd_target_compile)
+    ti = tgs.add_parser("indicators", parents=[common], help="what a condition may use")
+    ti.add_argument("--type", choices=["I", "C"], help="only what applies to this customer type")
+    ti.set_defaults(func=_cmd_target_indicators)
+
+    def rule_args(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("ruleset", nargs="?", help="a rule set in parameters/targeting (cim target list)")
+        parser.add_argument("--as", dest="as_user", required=True, metavar="USER", help="user in access.yaml")
+        parser.add_argument("--rule", action="append", metavar="ID", help="only this rule (repeatable)")
+        parser.add_argument("--condition", help="an ad-hoc condition instead of a rule set")
+        parser.add_argument("--type", choices=["I", "C"], default="I", help="customer type of --condition")
+        parser.add_argument("--lang", choices=["en", "zh_CN"], default="en", help="language of the text")
+
+    tr = tgs.add_parser("run", parents=[common], help="a rule set's customer list (scoped, masked, audited)")
+    rule_args(tr)
+    tr.add_argument("--as-of", help="month, YYYY-MM (default: the latest)")
+    tr.add_argument("--out", help="write the list to FILE.xlsx or FILE.csv")
+    tr.add_argument("--split", choices=["branch", "manager"],
+                    help="branch: a sheet per branch (csv: a file each); manager: a file per manager")
+    tr.add_argument("--counts", action="store_true", help="hits per branch and rule only (any role)")
+    tr.add_argument("--app-url", help="base URL of cim serve, for the 360 links (default $CIM_APP_URL)")
+    tr.add_argument("--limit", type=int, default=30, help="rows to print (the file and --json hold all)")
+    tr.set_defaults(func=_cmd_target_run)
+    tb = tgs.add_parser("backtest", parents=[common], help="what happened to the customers a rule found")
+    rule_args(tb)
+    tb.add_argument("--from", dest="start", required=True, metavar="YYYY-MM", help="first month")
+    tb.add_argument("--to", dest="end", required=True, metavar="YYYY-MM", help="last month")
+    tb.add_argument("--horizon", type=int, default=3, help="months after each month to follow (default 3)")
+    tb.add_argument("--chart", help="also save the chart (.png, .svg or .html)")
+    tb.set_defaults(func=_cmd_target_backtest)
 
     au = sub.add_parser("audit", parents=[common], help="show the audit log (auditors only)")
     au.add_argument("--as", dest="as_user", required=True, metavar="USER", help="user id from access.yaml")

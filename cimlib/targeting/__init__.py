@@ -7,20 +7,25 @@ it is parsed with sqlglot, checked against an allow-list and compiled to SQL wit
 shows what happened to the customers a rule found. See ``docs/targeting.md``.
 """
 
+from cimlib.targeting._export import ExportError, list_bytes, write_list
 from cimlib.targeting._language import Compiled, RuleError, compile_condition
-from cimlib.targeting._rules import Rule, RuleSet, RuleSetError, list_rulesets, load_ruleset
+from cimlib.targeting._rules import Rule, RuleSet, RuleSetError, adhoc_ruleset, list_rulesets, load_ruleset
 from cimlib.targeting._run import LIST_COLUMNS, counts, run
 
 __all__ = [
     "LIST_COLUMNS",
     "Compiled",
+    "ExportError",
     "Rule",
     "RuleError",
     "RuleSet",
     "RuleSetError",
+    "adhoc_ruleset",
     "compile_condition",
     "counts",
+    "list_bytes",
     "list_rulesets",
     "load_ruleset",
     "run",
+    "write_list",
 ]

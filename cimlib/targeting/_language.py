@@ -209,7 +209,7 @@ def _pos(node: exp.Expression, text: str) -> int | None:
         if m:
             return m.start()
     if isinstance(node, exp.Literal):
-        i = text.find(node.this)
+        i = text.find(f"'{node.this}" if node.is_string else str(node.this))
         return i if i >= 0 else None
     for n in node.walk():
         meta = getattr(n, "meta", None) or {}
@@ -334,10 +334,12 @@ def _column(ctx: _Ctx, node: exp.Column) -> tuple[str, str]:
     if node.args.get("db") or node.args.get("catalog"):
         raise _err(ctx, node, f"unknown name {node.sql()!r}")
     if qual:
-        if qual in ("match",) and ctx.allow_match is not None:
+        if qual == "match":
             coll = ctx.out.collections[0] if ctx.out.collections else None
-            if coll is None:
-                raise _err(ctx, node, "'match.' needs an any(...) in the rule's condition")
+            if coll is None or ctx.allow_match is None:
+                raise _err(
+                    ctx, node, "'match.<field>' (in a reason) needs an any(...) in the rule's condition"
+                )
             c = K.COLLECTIONS[coll.collection]
             if name not in c.fields:
                 raise _err(ctx, node, f"{c.name} have no field {name!r}", suggest(name, c.fields))

@@ -141,7 +141,7 @@ def targeting_dir(home: object = None) -> Path:
 def list_rulesets(home: object = None) -> list[str]:
     """The names of the rule sets in ``parameters/targeting`` (file names without ``.yaml``)."""
     d = targeting_dir(home)
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+    return sorted(p.stem for p in d.glob("*.yaml") if not p.stem.startswith("_")) if d.is_dir() else []
 
 
 def _default_format(c: Compiled) -> str:
@@ -269,6 +269,40 @@ def load_ruleset(name_or_path: str | Path, home: object = None) -> RuleSet:
                 file=f"{p} (line {line})" if line else str(p), rule_id=e.rule_id, field=e.field,
             )) from None  # fmt: skip
     return RuleSet(p.stem, model.name.model_dump(), model.description, p, rules)
+
+
+def adhoc_ruleset(condition: str, customer_type: str, *, name: str = "adhoc") -> RuleSet:
+    """A one-rule set from an ad-hoc condition (the CLI's ``--condition`` and the app's builder).
+
+    Parameters
+    ----------
+    condition : str
+        A condition of the rule language.
+    customer_type : {"I", "C"}
+        Individual or corporate customers.
+    name : str
+        The rule id (and rule set name).
+
+    Returns
+    -------
+    RuleSet
+
+    Raises
+    ------
+    RuleError
+        When the condition does not compile (with its position and a suggestion).
+    """
+    model = RuleModel(
+        id=name,
+        name=Text(en="Ad-hoc condition", zh="临时条件"),
+        customer_type=customer_type,  # type: ignore[arg-type]
+        severity="medium",
+        condition=condition,
+        reason=Text(en="matches: " + condition[:200], zh="符合条件：" + condition[:200]),
+    )
+    rule = compile_rule(model, "adhoc", index=0, ruleset=name)
+    rule.output = list(rule.compiled.base)[:12]  # show what the condition looked at
+    return RuleSet(name, {"en": "Ad-hoc condition", "zh": "临时条件"}, condition, Path(name), [rule])
 
 
 def _rule_line(node: yaml.Node | None, index: int, field_name: str) -> int | None:
