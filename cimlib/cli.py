@@ -440,7 +440,7 @@ def _cmd_target_compile(args: argparse.Namespace, home: Home) -> int:
     except RuleError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     payload = {"expression": c.expression, "customer_type": c.customer_type, "sql": c.sql, "params": c.params,
-               "indicators": c.base, "history": sorted(c.history), "months_back": sorted(c.points),
+               "indicators": c.base, "history": sorted(c.calls),
                "collections": [x.collection for x in c.collections]}  # fmt: skip
 
     def human(con: Console) -> None:

@@ -44,8 +44,7 @@ def test_compiled_sql_matches_the_snapshot(name: str) -> None:
                 {"alias": c.alias, "collection": c.collection, "kind": c.kind, "sql": c.condition_sql}
                 for c in r.compiled.collections
             ],
-            "history": {k: h.sql for k, h in sorted(r.compiled.history.items())},
-            "months_back": sorted(r.compiled.points),
+            "history": sorted(list(c) for c in r.compiled.calls),
             "reason_values": {k: p.compiled.sql for k, p in r.placeholders.items()},
         }
         for r in rs.rules
@@ -84,8 +83,8 @@ def test_functions_history_and_collections() -> None:
         "and months_since(first_open_date) >= 12 and id_expiry_date is not null",
         "I",
     )
-    assert c.points == {1}
-    assert set(c.history) == {"cnt__aum__12", "avg__aum__12", "sd__aum__12"}
+    assert c.calls == {("pct_change", "deposit_adb", 1), ("zscore", "aum", 12)}
+    assert "@H(pct_change,deposit_adb,1)@" in c.sql
     assert [x.collection for x in c.collections] == ["deposits"]
     assert "date_diff('day', $as_of, c.maturity_date)" in c.collections[0].condition_sql
     assert "(b.id_expiry_date IS NOT NULL)" in c.sql
@@ -232,7 +231,7 @@ def test_history_functions_check_their_months(measure: str, fn: str, n: int, thr
     lo = 2 if fn == "zscore" else 1
     if lo <= n <= 36:
         c = compile_condition(text, "I")
-        assert c.points or c.history
+        assert c.calls == {(fn, measure, n)}
     else:
         with pytest.raises(RuleError):
             compile_condition(text, "I")

@@ -158,7 +158,7 @@ INDICATORS: dict[str, Indicator] = {
         Indicator(
             "months_inactive",
             NUMBER,
-            "h.months_inactive",
+            "@H(months_inactive,,0)@",
             "Months without customer-initiated activity (at least)",
             "无主动交易月数(至少)",
             source="hist",

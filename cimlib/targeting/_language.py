@@ -104,6 +104,14 @@ def suggest(name: str, candidates: list[str] | set[str] | dict[str, Any]) -> str
     return by_lower[got[0]] if got else None
 
 
+HISTORY_MARK = re.compile(r"@H\((\w+),(\w*),(\d+)\)@")
+
+
+def history_marker(fname: str, measure: str, n: int) -> str:
+    """The placeholder of one history call in compiled SQL (resolved by the query builder)."""
+    return f"@H({fname},{measure},{n})@"
+
+
 @dataclass
 class HistorySpec:
     """One aggregate of the customer-month history the compiled SQL reads as ``h.<alias>``."""
@@ -134,8 +142,7 @@ class Compiled:
     params: dict[str, Any]
     base: list[str] = field(default_factory=list)  # indicators the base relation must compute
     fin: bool = False
-    history: dict[str, HistorySpec] = field(default_factory=dict)
-    points: set[int] = field(default_factory=set)  # months back whose rows are joined (prior, pct_change)
+    calls: set[tuple[str, str, int]] = field(default_factory=set)  # history functions: (name, measure, n)
     collections: list[CollectionSpec] = field(default_factory=list)
     money: bool = False  # the value is an amount of money (for reason formatting)
     fmt: str | None = None  # how a value of this expression reads best (pct_change: "pct")
@@ -374,8 +381,8 @@ def _column(ctx: _Ctx, node: exp.Column) -> tuple[str, str]:
         ctx.out.fin = True
         return ind.sql, ind.type
     if ind.source == "hist":
-        ctx.out.history["months_inactive"] = HistorySpec("months_inactive", "", None)
-        return ind.sql, ind.type
+        ctx.out.calls.add((name, "", 0))
+        return history_marker(name, "", 0), ind.type
     if name not in ctx.out.base:
         ctx.out.base.append(name)
     return f"b.{name}", ind.type
@@ -399,33 +406,12 @@ def _history(ctx: _Ctx, node: exp.Expression, fname: str, args: list[exp.Express
         )
     lo = 2 if fname == "zscore" else 1
     n = _int_arg(ctx, args[1], fname, lo, K.MAX_HISTORY_MONTHS)
-    expr = K.MONTHLY_CODED.get(measure) or K.MONTHLY[measure]
-    # The as-of month's value comes from the base relation; a value N months back from a join to that
-    # month's rows (p<N>); window statistics over months 1..N from one aggregate of the history (h).
+    # The SQL depends on where the history is read (the wide table's month lists for the latest month,
+    # else the monthly mart), which only the query knows: leave a marker that build_query resolves.
     if measure not in ctx.out.base:
         ctx.out.base.append(measure)
-    cur = f"CAST(b.{measure} AS DOUBLE)"
-    if fname in ("prior", "pct_change"):
-        ctx.out.points.add(n)
-    point = expr.replace("m.", f"p{n}.")
-    win = f"FILTER (WHERE k BETWEEN 1 AND {n})"
-
-    def agg(kind: str, sql: str) -> str:
-        alias = f"{kind}__{measure}__{n}"
-        ctx.out.history[alias] = HistorySpec(alias, sql, n)
-        return f"h.{alias}"
-
-    if fname == "prior":
-        sql = point
-    elif fname == "pct_change":
-        sql = f"(({cur} - {point}) / nullif(abs(CAST({point} AS DOUBLE)), 0) * 100)"
-    elif fname == "zscore":
-        cnt = agg("cnt", f"count({expr}) {win}")
-        avg = agg("avg", f"avg({expr}) {win}")
-        sd = agg("sd", f"stddev_samp({expr}) {win}")
-        sql = f"(CASE WHEN {cnt} >= 3 THEN ({cur} - {avg}) / nullif({sd}, 0) END)"
-    else:
-        sql = agg(fname.split("_")[0], f"{fname.split('_')[0]}({expr}) {win}")
+    ctx.out.calls.add((fname, measure, n))
+    sql = history_marker(fname, measure, n)
     ind = K.INDICATORS.get(measure)
     ctx.out.money = bool(ind and ind.money and fname not in ("pct_change", "zscore"))
     ctx.out.fmt = "pct" if fname == "pct_change" else None

@@ -9,8 +9,33 @@ WITH m AS (
         customer_id,
         as_of_date,
         CAST(EXTRACT(YEAR FROM as_of_date) * 12 + EXTRACT(MONTH FROM as_of_date) AS INTEGER) AS month_idx,
-        aum, deposit_adb, deposit_balance, loan_balance, txn_count, customer_txn_count
+        aum, deposit_adb, deposit_balance, loan_balance, txn_count, customer_txn_count, customer_txn_amount,
+        CAST(digital_txn_count AS DOUBLE) / nullif(txn_count - txn_count_system, 0) AS digital_share,
+        -- the main channel of the month (most customer transactions; ties go to the first listed)
+        CASE
+            WHEN greatest(txn_count_counter, txn_count_atm, txn_count_pos, txn_count_phone, txn_count_online,
+                          txn_count_mobile) = 0 THEN NULL
+            WHEN txn_count_counter = greatest(txn_count_counter, txn_count_atm, txn_count_pos, txn_count_phone,
+                                              txn_count_online, txn_count_mobile) THEN 'COUNTER'
+            WHEN txn_count_atm = greatest(txn_count_atm, txn_count_pos, txn_count_phone, txn_count_online,
+                                          txn_count_mobile) THEN 'ATM'
+            WHEN txn_count_pos = greatest(txn_count_pos, txn_count_phone, txn_count_online, txn_count_mobile)
+                THEN 'POS'
+            WHEN txn_count_phone = greatest(txn_count_phone, txn_count_online, txn_count_mobile) THEN 'PHONE'
+            WHEN txn_count_online = greatest(txn_count_online, txn_count_mobile) THEN 'ONLINE'
+            ELSE 'MOBILE'
+        END AS main_channel
     FROM mart_customer_month
+),
+-- Months since the last month with a customer-initiated transaction, over the whole history (for
+-- dormancy rules); a customer never active counts all its months, a lower bound.
+act AS (
+    SELECT
+        customer_id,
+        max(month_idx) - coalesce(max(month_idx) FILTER (WHERE customer_txn_count > 0), min(month_idx) - 1)
+            AS months_inactive
+    FROM m
+    GROUP BY customer_id
 ),
 latest AS (
     SELECT customer_id, max(month_idx) AS month_idx, max(as_of_date) AS as_of_date, count(*) AS n_months
@@ -51,7 +76,144 @@ lt AS (
         max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 1) AS loan_balance_p1,
         max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 3) AS loan_balance_p3,
         max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 1) AS txn_count_p1,
-        max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 3) AS customer_txn_count_p3
+        max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 3) AS customer_txn_count_p3,
+        -- The last 13 months of the measures target-search history functions read, the latest first
+        -- (hist_x[1] is the as-of month, hist_x[n + 1] n months before; NULL where a month is absent).
+        [
+            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
+            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
+            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
+            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
+            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
+            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
+            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
+            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
+            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
+            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
+            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
+            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
+            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
+        ] AS hist_deposit_adb,
+        [
+            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
+            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
+            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
+            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
+            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
+            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
+            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
+            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
+            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
+            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
+            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
+            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
+            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
+        ] AS hist_aum,
+        [
+            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
+            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
+            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
+            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
+            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
+            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
+            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
+            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
+            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
+            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
+            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
+            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
+            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
+        ] AS hist_deposit_balance,
+        [
+            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
+            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
+            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
+            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
+            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
+            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
+            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
+            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
+            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
+            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
+            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
+            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
+            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
+        ] AS hist_loan_balance,
+        [
+            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
+            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
+            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
+            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
+            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
+            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
+            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
+            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
+            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
+            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
+            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
+            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
+            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
+        ] AS hist_txn_count,
+        [
+            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
+            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
+            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
+            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
+            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
+            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
+            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
+            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
+            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
+            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
+            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
+            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
+            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
+        ] AS hist_customer_txn_count,
+        [
+            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
+            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
+            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
+            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
+            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
+            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
+            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
+            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
+            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
+            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
+            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
+            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
+            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
+        ] AS hist_customer_txn_amount,
+        [
+            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
+            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
+            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
+            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
+            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
+            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
+            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
+            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
+            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
+            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
+            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
+            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
+            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
+        ] AS hist_digital_share,
+        [
+            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 0),
+            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 1),
+            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 2),
+            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 3),
+            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 4),
+            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 5),
+            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 6),
+            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 7),
+            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 8),
+            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 9),
+            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 10),
+            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 11),
+            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 12)
+        ] AS hist_main_channel
     FROM m
     JOIN latest AS l ON l.customer_id = m.customer_id
     WHERE m.month_idx > l.month_idx - 13
@@ -72,6 +234,8 @@ SELECT
     -- the channel mix (target-search rules read the wide table for the latest month)
     cur.txn_count_counter, cur.txn_count_atm, cur.txn_count_pos, cur.txn_count_phone, cur.txn_count_online,
     cur.txn_count_mobile, cur.txn_count_system, cur.other_bank_txn_count,
+    act.months_inactive,
+    lt.hist_deposit_adb, lt.hist_aum, lt.hist_deposit_balance, lt.hist_loan_balance, lt.hist_txn_count, lt.hist_customer_txn_count, lt.hist_customer_txn_amount, lt.hist_digital_share, lt.hist_main_channel,
     lt.aum_avg_3m, lt.aum_avg_6m, lt.aum_avg_12m,
     lt.deposit_adb_avg_3m, lt.deposit_adb_avg_6m, lt.deposit_adb_avg_12m,
     lt.loan_balance_avg_3m, lt.loan_balance_avg_12m,
@@ -91,3 +255,4 @@ SELECT
 FROM lt
 JOIN mart_customer_month AS cur ON cur.customer_id = lt.customer_id AND cur.as_of_date = lt.as_of_date
 JOIN dim_customer AS d ON d.customer_id = lt.customer_id
+JOIN act ON act.customer_id = lt.customer_id
