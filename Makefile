@@ -1,5 +1,6 @@
 # Two commands set everything up on a fresh machine with Python 3.11+:
-#   make demo   - install, generate the sample bank, ingest it, build the warehouse, print a summary
+#   make demo   - install, generate the sample bank, ingest it, build the warehouse, print a summary and
+#                 a county's event reminders (outputs/lists/)
 #   make test   - install and run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -27,6 +28,7 @@ demo: install
 	$(CIM) ingest data/raw
 	$(CIM) build
 	$(CIM) status
+	$(CIM) target run events --as county_mgr_101 --limit 10 --out outputs/lists/events-101000.xlsx --split branch
 
 # The browser tests drive Debian's Chromium (never `playwright install`); Chinese chart text needs a CJK
 # font. Installed with apt when missing (CI runs as root on a fresh machine).
