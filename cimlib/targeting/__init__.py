@@ -7,6 +7,7 @@ it is parsed with sqlglot, checked against an allow-list and compiled to SQL wit
 shows what happened to the customers a rule found. See ``docs/targeting.md``.
 """
 
+from cimlib.targeting._backtest import backtest, backtest_chart
 from cimlib.targeting._export import ExportError, list_bytes, write_list
 from cimlib.targeting._language import Compiled, RuleError, compile_condition
 from cimlib.targeting._rules import Rule, RuleSet, RuleSetError, adhoc_ruleset, list_rulesets, load_ruleset
@@ -21,6 +22,8 @@ __all__ = [
     "RuleSet",
     "RuleSetError",
     "adhoc_ruleset",
+    "backtest",
+    "backtest_chart",
     "compile_condition",
     "counts",
     "list_bytes",
