@@ -144,6 +144,7 @@ class Compiled:
     fin: bool = False
     calls: set[tuple[str, str, int]] = field(default_factory=set)  # history functions: (name, measure, n)
     collections: list[CollectionSpec] = field(default_factory=list)
+    match_fields: set[str] = field(default_factory=set)  # fields of the first match a reason quotes
     money: bool = False  # the value is an amount of money (for reason formatting)
     fmt: str | None = None  # how a value of this expression reads best (pct_change: "pct")
 
@@ -351,6 +352,7 @@ def _column(ctx: _Ctx, node: exp.Column) -> tuple[str, str]:
             if name not in c.fields:
                 raise _err(ctx, node, f"{c.name} have no field {name!r}", suggest(name, c.fields))
             ctx.out.money = name in c.money
+            ctx.out.match_fields.add(name)
             return f"struct_extract({ctx.allow_match}.first, '{name}')", c.fields[name]
         raise _err(ctx, node, f"unknown name {node.sql()!r} (names are not qualified)")
     if ctx.collection is not None:

@@ -18,7 +18,7 @@ from cimlib.access import NotPermitted, Principal, audit_log, mask_value, requir
 from cimlib.customer import _data as D
 from cimlib.i18n import code_label
 from cimlib.targeting import _catalogue as K
-from cimlib.targeting._language import HISTORY_MARK, HistorySpec
+from cimlib.targeting._language import HISTORY_MARK, CollectionSpec, HistorySpec
 from cimlib.targeting._rules import SEVERITY_RANK, Rule, RuleSet, load_ruleset
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ _IDENTITY_SQL = {
 APP_360_PATH = "voila/render/customer_360.ipynb"
 THREADS_ENV = "CIM_TARGET_THREADS"
 _WIDE_M = re.compile(r"\bm\.")
+_COLL_REF = re.compile(r"\b(r\d+_a\d+|a\d+)\.(n_all|n|first)\b")
 
 
 @dataclass
@@ -198,7 +199,7 @@ def build_query(
     for r in rules:
         c = r.compiled
         params.update(c.params)
-        base += [n for n in [*c.base, *r.output] if n not in base]
+        base += [n for n in dict.fromkeys([*c.base, *r.output]) if n not in base]
         calls |= c.calls
         fin = fin or c.fin or any(K.INDICATORS[o].source == "fin" for o in r.output)
         colls += c.collections
@@ -268,25 +269,49 @@ def build_query(
             f"LEFT JOIN mart_customer_month AS p{n} ON p{n}.customer_id = b.customer_id "
             f"AND p{n}.as_of_date = $d_p{n}"
         )
+    match_fields: dict[str, set[str]] = {}
+    for r in rules:
+        if r.compiled.collections:
+            match_fields.setdefault(r.compiled.collections[0].alias, set()).update(r.compiled.match_fields)
+    # A scoped query reads only its customers' items (the semi-join is cheaper than aggregating the
+    # whole bank's accounts); the first match keeps only the fields a reason quotes.
+    narrow_c = (
+        ""
+        if scope_sql == "TRUE" and not customer_ids
+        else " AND c.customer_id IN (SELECT customer_id FROM b)"
+    )
+    # One aggregate per collection, whatever the number of rules that look at it: each any(...) is a
+    # filtered count (and the first match a reason quotes) in it. Separate aggregates scanned the
+    # month's loans four times for the risk rules.
+    groups: dict[str, list[CollectionSpec]] = {}
     for cs in colls:
-        coll = K.COLLECTIONS[cs.collection]
-        first = (
-            "first(struct_pack(" + ", ".join(f"{f} := c.{f}" for f in coll.fields) + ") "
-            f"ORDER BY c.{coll.order_by} NULLS LAST)"
+        groups.setdefault(cs.collection, []).append(cs)
+    for cname, specs in groups.items():
+        coll = K.COLLECTIONS[cname]
+        cols, needs_all = [], False
+        for cs in specs:
+            cols.append(f"count(*) FILTER (WHERE {cs.condition_sql}) AS {cs.alias}__n")
+            if cs.kind == "all":
+                needs_all = True
+                cols.append(f"count(*) AS {cs.alias}__n_all")
+            fields = [f for f in coll.fields if f in match_fields.get(cs.alias, ())]
+            if fields:
+                cols.append(
+                    "first(struct_pack(" + ", ".join(f"{f} := c.{f}" for f in fields) + ") "
+                    f"ORDER BY c.{coll.order_by} NULLS LAST) FILTER (WHERE {cs.condition_sql}) "
+                    f"AS {cs.alias}__first"
+                )
+        where = "TRUE" if needs_all else " OR ".join(f"({cs.condition_sql})" for cs in specs)
+        ctes.append(
+            f"g_{cname} AS (SELECT c.customer_id, " + ", ".join(cols) + f" FROM ({coll.sql}) AS c "
+            f"WHERE ({where}){narrow_c} GROUP BY c.customer_id)"
         )
-        src = f"({coll.sql}) AS c"
-        if cs.kind == "all":
-            ctes.append(
-                f"{cs.alias} AS (SELECT c.customer_id, count(*) AS n_all, "
-                f"count(*) FILTER (WHERE {cs.condition_sql}) AS n, "
-                f"{first} FILTER (WHERE {cs.condition_sql}) AS first FROM {src} GROUP BY c.customer_id)"
-            )
-        else:
-            ctes.append(
-                f"{cs.alias} AS (SELECT c.customer_id, count(*) AS n, {first} AS first FROM {src} "
-                f"WHERE {cs.condition_sql} GROUP BY c.customer_id)"
-            )
-        joins.append(f"LEFT JOIN {cs.alias} ON {cs.alias}.customer_id = b.customer_id")
+        joins.append(f"LEFT JOIN g_{cname} ON g_{cname}.customer_id = b.customer_id")
+    group_of = {cs.alias: cs.collection for cs in colls}
+
+    def sub(sql: str, _history: Any = sub) -> str:  # history markers first, then collection references
+        return _COLL_REF.sub(lambda m: f"g_{group_of[m.group(1)]}.{m.group(1)}__{m.group(2)}", _history(sql))
+
     fired = " OR ".join(f"coalesce({sub(r.compiled.sql)}, FALSE)" for r in rules)
     if aggregate:
         body = (
