@@ -554,6 +554,8 @@ def _cmd_target_backtest(args: argparse.Namespace, home: Home) -> int:
         frame = backtest(rs, who, args.start, args.end, rules=args.rule, horizon=args.horizon, home=home)
     except AsOfError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
+    except KeyError as exc:
+        raise CliError(str(exc.args[0]), EXIT_USAGE) from exc
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     except AccessError as exc:
@@ -561,10 +563,28 @@ def _cmd_target_backtest(args: argparse.Namespace, home: Home) -> int:
     if args.chart:
         backtest_chart(frame, lang=args.lang).save(args.chart)
 
+    outcomes = frame.attrs.get("outcomes", {})
+
+    def pct(v: Any) -> str:
+        return "" if v is None or v != v else f"{100 * float(v):.1f}%"
+
     def human(c: Console) -> None:
         c.print(f"[bold]Backtest of {rs.name}[/] {args.start} .. {args.end}, outcomes over the next "
                 f"{args.horizon} months, for {who.display_name} [{who.scope_label}]")  # fmt: skip
-        _frame_table(c, "Hits and outcomes per rule and month (lift = rate / base rate)", frame, 500)
+        c.print("Each outcome: the hits' rate / the base rate (all customers of the type in scope) and the "
+                "lift; a month without the full horizon after it shows none.")  # fmt: skip
+        for rid, part in frame.groupby("rule_id", sort=False):
+            t = Table(title=f"{rid} ({part['customer_type'].iloc[0]}, {part['family'].iloc[0]})")
+            for col in ("month", "hits", "base", *outcomes.get(rid, ["churn"])):
+                t.add_column(col, justify="left" if col == "month" else "right")
+            for r in part.itertuples(index=False):
+                cells = [str(r.as_of), f"{int(r.n_hits):,}", f"{int(r.n_base):,}"]
+                for o in outcomes.get(rid, ["churn"]):
+                    rate, base, lift = (getattr(r, f"{o}_{k}") for k in ("rate", "base_rate", "lift"))
+                    lift_s = "" if lift is None or lift != lift else f" x{float(lift):.2f}"
+                    cells.append(f"{pct(rate)} / {pct(base)}{lift_s}" if rate == rate else "")
+                t.add_row(*cells)
+            c.print(t)
         if args.chart:
             c.print(f"wrote {args.chart}")
 

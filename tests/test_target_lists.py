@@ -320,3 +320,15 @@ def test_cli_counts_and_adhoc_condition(bank: Bank) -> None:
     assert rows and all(r["aum"] is None or r["aum"] >= 0 for r in rows)
     proc = run_cim("target", "check", home=bank.home)
     assert "events: 15 rules compile" in proc.stdout
+
+
+def test_cli_backtest_prints_relevant_outcomes_and_saves_a_chart(bank: Bank, tmp_path: Path) -> None:
+    chart = tmp_path / "bt.png"
+    months = ["--from", "2026-07", "--to", "2026-08"]
+    proc = run_cim("target", "backtest", "risk", "--as", "county_mgr_101", *months, "--horizon", "1",
+                   "--chart", str(chart), home=bank.home)  # fmt: skip
+    assert "newly_overdue (I, risk)" in proc.stdout and "downgrade" in proc.stdout
+    assert chart.stat().st_size > 10_000
+    bad = run_cim("target", "backtest", "risk", "--as", "county_mgr_101", *months, "--rule", "overdu",
+                  home=bank.home, check=False)  # fmt: skip
+    assert bad.returncode == 2 and "did you mean 'overdue'" in bad.stderr
