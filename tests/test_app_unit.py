@@ -460,6 +460,106 @@ def test_app_with_a_valid_identity_builds_for_that_user(monkeypatch: pytest.Monk
     assert seen == ["cm_a"]
 
 
+# ---- deep links: ?customer=<id> opens that customer, through the service --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("customer=C0001", "C0001"),
+        ("customer=+C0001+&lang=en", "C0001"),
+        ("x=1&customer=1000%200001", "1000 0001"),
+        ("customer=C0001&customer=C0002", "C0001"),
+        ("customer=", None),
+        ("user=cm_a", None),
+        ("", None),
+    ],
+)
+def test_requested_customer_reads_the_query_string(query: str, expected: str | None) -> None:
+    from cimlib.apps.customer_360 import requested_customer
+
+    assert requested_customer({"QUERY_STRING": query}) == expected
+    assert requested_customer({}) is None
+
+
+def deep_link(monkeypatch: pytest.MonkeyPatch, user: FakePrincipal, query: str, service: FakeService) -> Any:
+    """Build the app as a kernel would for a visit with ``query``, signed in as ``user``."""
+    import cimlib.access
+
+    monkeypatch.setattr(cimlib.access, "principal_for", lambda user_id, home=None: user)
+    env = {SECRET_ENV: SECRET, TOKEN_ENV: sign_identity(user.user_id, SECRET), "QUERY_STRING": query}
+    return customer_360_app(lang="en", environ=env, service=service)
+
+
+def test_deep_link_opens_the_customer(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = FakeService()
+    widget = deep_link(monkeypatch, MANAGER, "customer=C0001", service)
+    assert service.calls == [("customer_360", ("C0001", None))]
+    html_text = "\n".join(getattr(c, "value", "") for c in widget.children)
+    detail = next(c for c in widget.children if "cim-detail" in c._dom_classes)
+    assert detail.layout.display == "flex"
+    assert "C0001" in detail.children[0].children[0].value
+    assert "not found" not in html_text.lower()
+
+
+@pytest.mark.parametrize("customer", ["C9999", "C0001"])
+def test_deep_link_out_of_scope_or_unknown_reads_the_same(
+    monkeypatch: pytest.MonkeyPatch, customer: str
+) -> None:
+    service = FakeService()
+    other = FakePrincipal("cm_b", "Other", "county_manager", "C02")
+    widget = deep_link(monkeypatch, other, f"customer={customer}", service)
+    assert service.calls == [("customer_360", (customer, None))]  # asked (and audited) by the service
+    status = next(c for c in widget.children if "cim-status" in c._dom_classes)
+    assert "not found or not permitted" in status.value.lower()
+    detail = next(c for c in widget.children if "cim-detail" in c._dom_classes)
+    assert detail.layout.display == "none"
+
+
+def test_deep_link_cannot_change_who_the_user_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = FakeService()
+    widget = deep_link(monkeypatch, ANALYST, "customer=C0001&user=cm_a&principal=cm_a", service)
+    assert service.calls == []  # the analyst has no detail, whatever the link says
+    status = next(c for c in widget.children if "cim-status" in c._dom_classes)
+    assert t("app.no_detail", "en") in status.value
+
+
+def test_deep_link_with_an_absurd_id_is_refused_without_a_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = FakeService()
+    widget = deep_link(monkeypatch, MANAGER, "customer=" + "9" * 500, service)
+    assert service.calls == []
+    status = next(c for c in widget.children if "cim-status" in c._dom_classes)
+    assert "not found or not permitted" in status.value.lower()
+
+
+def test_real_deep_link_is_scoped_and_audited(
+    bank: Any, real_customers: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cimlib.access
+    from cimlib.access import read_audit
+
+    real = cimlib.access.principal_for
+    monkeypatch.setattr(
+        cimlib.access, "principal_for", lambda user_id, home=None: real(user_id, home=bank.home)
+    )
+    cid = real_customers["I"]
+
+    def visit(user: str) -> Any:
+        env = {SECRET_ENV: SECRET, TOKEN_ENV: sign_identity(user, SECRET), "QUERY_STRING": f"customer={cid}"}
+        return customer_360_app(lang="en", home=bank.home, environ=env)
+
+    mine = visit("county_mgr_101")
+    detail = next(c for c in mine.children if "cim-detail" in c._dom_classes)
+    assert detail.layout.display == "flex" and cid in detail.children[0].children[0].value
+    other = visit("county_mgr_102")
+    status = next(c for c in other.children if "cim-status" in c._dom_classes)
+    assert "not found or not permitted" in status.value.lower()
+    assert cid not in "\n".join(getattr(c, "value", "") for c in other.children)
+    log = read_audit(bank.home, real("auditor", home=bank.home), user="county_mgr_102", limit=20)
+    refused = log[(log["target"] == cid) & (log["outcome"] == "not_found_or_not_permitted")]
+    assert len(refused) >= 1
+
+
 # ---- the server side: identity provider, passwords, Voila configuration ----------------------------------
 
 

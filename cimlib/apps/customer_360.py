@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import html
 import logging
+import os
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from types import ModuleType
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 MAX_RESULTS = 50
 MAX_TABLE_ROWS = 200
+#: Longest customer number a deep link may name (longer ones are refused without a lookup).
+MAX_LINKED_ID = 64
 
 # Columns shown as money (yuan; 万元 in Chinese). Counts, rates, ratios, days and years are not.
 _MONEY_WORDS = (
@@ -650,6 +654,19 @@ class CustomerApp:
         self._render_detail()
         return c360
 
+    def open_requested(self, customer_id: str) -> Any:
+        """Open the customer a deep link names (``?customer=<id>``), like a click on a search result.
+
+        An unknown or out-of-scope number gets the usual "not found or not permitted" message from the
+        service (which audits the attempt); an implausibly long one gets it without asking.
+        """
+        if len(customer_id) > MAX_LINKED_ID or not customer_id.isprintable():
+            self._set_status("app.not_permitted" if self.can_view_detail else "app.no_detail")
+            return None
+        result: list[Any] = []
+        self._guard(lambda: result.append(self.open(customer_id)))
+        return result[0] if result else None
+
     def set_language(self, lang: str) -> None:
         """Switch every label, table and chart to ``lang`` (``"zh_CN"`` or ``"en"``)."""
         if lang not in LANGS:
@@ -886,7 +903,35 @@ def customer_360_app(
     except IdentityError as exc:
         log.warning("app refused: %s", exc)
         return denied_view(lang)
-    return CustomerApp(principal, service=service, home=home, lang=lang).widget
+    app = CustomerApp(principal, service=service, home=home, lang=lang)
+    # A deep link (the target list's ``?customer=<id>``) opens that customer through the service, which
+    # scopes and audits it; the query string chooses a customer, never who the user is.
+    customer_id = requested_customer(environ if environ is not None else os.environ)
+    if customer_id is not None:
+        app.open_requested(customer_id)
+    return app.widget
+
+
+def requested_customer(environ: Mapping[str, str]) -> str | None:
+    """The customer number a deep link asks for: ``customer=<id>`` in Voila's ``QUERY_STRING``.
+
+    Parameters
+    ----------
+    environ : mapping
+        The kernel's environment after ``voila.utils.wait_for_request()`` (``os.environ``).
+
+    Returns
+    -------
+    str or None
+        The stripped value of the first ``customer`` parameter, or ``None`` when there is none.
+    """
+    query = str(environ.get("QUERY_STRING") or "")
+    try:
+        params = urllib.parse.parse_qs(query, max_num_fields=50)
+    except ValueError:  # too many fields: not a link of ours
+        return None
+    values = [v.strip() for v in params.get("customer", []) if v.strip()]
+    return values[0] if values else None
 
 
 def warm_up(home: Any = None) -> None:
