@@ -1,6 +1,19 @@
 """Voila apps: widget logic, unit-tested without a browser; ``notebooks/apps`` only calls in."""
 
 from cimlib.apps._identity import principal_from_request
-from cimlib.apps.customer_360 import CustomerApp, customer_360_app, denied_view, warm_up
+from cimlib.apps.customer_360 import CustomerApp, customer_360_app, denied_view, requested_customer, warm_up
+from cimlib.apps.target_search import TargetApp, adhoc_ruleset, target_search_app
+from cimlib.apps.target_search import warm_up as target_warm_up
 
-__all__ = ["CustomerApp", "customer_360_app", "denied_view", "principal_from_request", "warm_up"]
+__all__ = [
+    "CustomerApp",
+    "TargetApp",
+    "adhoc_ruleset",
+    "customer_360_app",
+    "denied_view",
+    "principal_from_request",
+    "requested_customer",
+    "target_search_app",
+    "target_warm_up",
+    "warm_up",
+]
