@@ -24,6 +24,12 @@ from tests.conftest import Bank, run_cim
 LAST = "2026-10"
 
 
+def _label(column: str) -> str:
+    from cimlib.i18n import column_label
+
+    return column_label(column, "en")
+
+
 @pytest.fixture(scope="module")
 def everyone(bank: Bank):
     """A test principal with detail over the whole bank (the shipped roles with detail are scoped)."""
@@ -291,6 +297,15 @@ def test_the_cli_runs_a_list_and_writes_it(bank: Bank, tmp_path: Path) -> None:
     listed = sum(ws.max_row - 1 for ws in wb.worksheets if ws.title != "about")
     assert listed == payload["n"]
     assert all(r["link"].endswith(f"customer={r['customer_id']}") for r in payload["rows"])
+    # the file holds what the user may see: ID numbers and phones of individuals masked, in every sheet
+    for ws in wb.worksheets:
+        if ws.title == "about":
+            continue
+        hdr = [c.value for c in ws[1]]
+        id_col, type_col = hdr.index(_label("id_no")), hdr.index(_label("customer_type"))
+        for row in ws.iter_rows(min_row=2, values_only=True):
+            if row[type_col] == "I":
+                assert "*" in row[id_col]
 
 
 @pytest.mark.parametrize(
