@@ -347,3 +347,19 @@ def test_cli_backtest_prints_relevant_outcomes_and_saves_a_chart(bank: Bank, tmp
     bad = run_cim("target", "backtest", "risk", "--as", "county_mgr_101", *months, "--rule", "overdu",
                   home=bank.home, check=False)  # fmt: skip
     assert bad.returncode == 2 and "did you mean 'overdue'" in bad.stderr
+
+
+def test_a_warehouse_older_than_the_rules_gets_a_clear_message() -> None:
+    import datetime as dt
+
+    from cimlib.access import Snapshot
+    from cimlib.targeting._run import StaleWarehouse
+
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE mart_customer_wide (customer_id VARCHAR, customer_type VARCHAR, as_of_date DATE, "
+        "county_code VARCHAR, home_org_code VARCHAR, manager_no VARCHAR, aum DECIMAL(18, 2))"
+    )
+    rule = adhoc_ruleset("months_inactive >= 11 and aum > 0", "C").rules[0]
+    with pytest.raises(StaleWarehouse, match="run `cim build`"):
+        execute(Snapshot(con, "old", "old.duckdb"), build_query([rule], dt.date(2026, 10, 31), wide=True))

@@ -16,7 +16,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import altair as alt
@@ -35,6 +34,8 @@ from cimlib.i18n import (
     money_unit,
     t,
 )
+from cimlib.targeting import adhoc_ruleset
+from cimlib.targeting._run import StaleWarehouse
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,9 @@ MAX_BARS = 30
 MAX_CONDITIONS = 5
 #: Lists up to this size come with their Excel download ready; a longer one is written on request (a
 #: workbook of tens of thousands of rows takes a while, and most runs are not downloaded).
-EAGER_EXCEL_ROWS = 1000
+EAGER_EXCEL_ROWS = 5000
 #: Longest customer number a link may carry.
 _MAX_ID = 64
-ADHOC_NAME = "adhoc"
-ADHOC_TITLE = {"en": "Ad-hoc condition", "zh": "临时条件"}
-ADHOC_REASON = {"en": "matches the condition", "zh": "符合条件"}
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 #: Comparison operators of the condition builder, by indicator kind: (shown, written in the rule language).
 OPERATORS: dict[str, list[tuple[str, str]]] = {
@@ -65,7 +63,6 @@ OPERATORS: dict[str, list[tuple[str, str]]] = {
 #: Indicators the builder does not offer (the customer type is chosen separately).
 _NOT_IN_BUILDER = {"customer_type"}
 _SEVERITY_COLORS = {"high": "#c62828", "medium": "#ef6c00", "low": "#78909c"}
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _TARGET_CSS = """<style>
 .cim-app.cim-target { max-width: 1400px; }
@@ -101,66 +98,6 @@ def _short(lang: str) -> str:
 
 
 # ---- the ad-hoc condition --------------------------------------------------------------------------------
-
-
-def adhoc_ruleset(
-    condition: str,
-    customer_type: str,
-    *,
-    output: Sequence[str] | None = None,
-    family: str = "key",
-) -> Any:
-    """A one-rule rule set for an ad-hoc condition, compiled through the rule language.
-
-    Parameters
-    ----------
-    condition : str
-        The condition, e.g. ``deposit_balance >= 100000 and age > 60``.
-    customer_type : {"I", "C"}
-        Individual or corporate customers.
-    output : sequence of str, optional
-        Indicator columns the list shows (default: the indicators the condition names, at most 12).
-    family : str
-        The rule family recorded for the rule.
-
-    Returns
-    -------
-    RuleSet
-        Named ``adhoc``, with one rule ``adhoc``; run it with :func:`cimlib.targeting.run` or
-        :func:`cimlib.targeting.counts`.
-
-    Raises
-    ------
-    RuleError
-        The condition does not compile (with its position and a "did you mean" suggestion).
-    """
-    from cimlib.targeting import RuleError, RuleSet
-    from cimlib.targeting._catalogue import indicators_for
-    from cimlib.targeting._rules import RuleModel, compile_rule
-
-    text = (condition or "").strip()
-    if not text:
-        raise RuleError("the condition is empty", expression="")
-    if customer_type not in ("I", "C"):
-        raise ValueError(f"customer_type must be 'I' or 'C', not {customer_type!r}")
-    allowed = indicators_for(customer_type)
-    if output is None:
-        output = [n for n in dict.fromkeys(_IDENT.findall(text)) if n in allowed and n not in _NOT_IN_BUILDER]
-    model = RuleModel(
-        id=ADHOC_NAME,
-        name=ADHOC_TITLE,
-        customer_type=customer_type,
-        condition=text[:2000],
-        output=list(output)[:12],
-        reason=ADHOC_REASON,
-    )
-    try:
-        rule = compile_rule(model, family, index=0, ruleset=ADHOC_NAME)
-    except RuleError as e:  # report it as the user's condition, not as a rule of a file
-        raise RuleError(
-            e.message, expression=e.expression, position=e.position, suggestion=e.suggestion, field=e.field
-        ) from None
-    return RuleSet(ADHOC_NAME, dict(ADHOC_TITLE), "", Path(ADHOC_NAME), [rule])
 
 
 def literal(kind: str, value: str) -> str:
@@ -1009,6 +946,11 @@ class TargetApp:
         except AsOfError:
             self._clear_results()
             self._set_status("target.bad_month")
+            return None
+        except StaleWarehouse:
+            log.exception("the warehouse predates the rules")
+            self._clear_results()
+            self._set_status("target.stale_warehouse")
             return None
         except NotPermitted:
             self._clear_results()

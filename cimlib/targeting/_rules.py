@@ -286,23 +286,35 @@ def adhoc_ruleset(condition: str, customer_type: str, *, name: str = "adhoc") ->
     Returns
     -------
     RuleSet
+        One rule whose output columns are the indicators the condition reads (at most 12).
 
     Raises
     ------
     RuleError
-        When the condition does not compile (with its position and a suggestion).
+        When the condition does not compile: reported as the user's condition (position and "did you
+        mean"), not as a rule of a file.
     """
+    text = (condition or "").strip()
+    if not text:
+        raise RuleError("the condition is empty", expression="")
+    if customer_type not in ("I", "C"):
+        raise ValueError(f"customer_type must be 'I' or 'C', not {customer_type!r}")
     model = RuleModel(
         id=name,
         name=Text(en="Ad-hoc condition", zh="临时条件"),
         customer_type=customer_type,  # type: ignore[arg-type]
         severity="medium",
-        condition=condition,
-        reason=Text(en="matches: " + condition[:200], zh="符合条件：" + condition[:200]),
+        condition=text[:2000],
+        reason=Text(en="matches the condition", zh="符合条件"),
     )
-    rule = compile_rule(model, "adhoc", index=0, ruleset=name)
-    rule.output = list(rule.compiled.base)[:12]  # show what the condition looked at
-    return RuleSet(name, {"en": "Ad-hoc condition", "zh": "临时条件"}, condition, Path(name), [rule])
+    try:
+        rule = compile_rule(model, "adhoc", index=0, ruleset=name)
+    except RuleError as e:
+        raise RuleError(
+            e.message, expression=e.expression, position=e.position, suggestion=e.suggestion
+        ) from None
+    rule.output = [n for n in rule.compiled.base if n != "customer_type"][:12]  # what the condition reads
+    return RuleSet(name, {"en": "Ad-hoc condition", "zh": "临时条件"}, text, Path(name), [rule])
 
 
 def _rule_line(node: yaml.Node | None, index: int, field_name: str) -> int | None:

@@ -48,6 +48,10 @@ _WIDE_M = re.compile(r"\bm\.")
 _COLL_REF = re.compile(r"\b(r\d+_a\d+|a\d+)\.(n_all|n|first)\b")
 
 
+class StaleWarehouse(RuntimeError):
+    """The published snapshot predates the columns the rules need; a ``cim build`` fixes it."""
+
+
 @dataclass
 class Query:
     """The SQL and parameters of one customer type's rules at one as-of date."""
@@ -427,8 +431,15 @@ def execute(snap: Any, q: Query) -> Any:
         old = con.execute("SELECT current_setting('threads')").fetchone()[0]
         con.execute(f"SET threads = {_threads()}")
         try:
-            table = con.sql(q.sql, params=q.params).to_arrow_table()
-            return table
+            return con.sql(q.sql, params=q.params).to_arrow_table()
+        except Exception as exc:
+            # A warehouse built by an older version lacks a column or table the rules read.
+            if type(exc).__name__ in ("BinderException", "CatalogException"):
+                raise StaleWarehouse(
+                    "the published warehouse was built by an older version of CIM Workbench and lacks what "
+                    f"the rules read ({str(exc).splitlines()[0][:160]}); run `cim build`"
+                ) from exc
+            raise
         finally:
             con.execute(f"SET threads = {int(old)}")
 
