@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +51,65 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Bank:
     ingest = json.loads(run_cim("ingest", str(raw), "--json", home=home).stdout)
     build = json.loads(run_cim("build", "--json", home=home).stdout)
     return Bank(home=home, raw=raw, synth=synth, ingest=ingest, build=build)
+
+
+# ---------------------------------------------------------------------------------------------- browsers
+#: Demo sign-in passwords of the browser tests (set in a scratch password file per server).
+BROWSER_PASSWORDS = {
+    "county_mgr_101": "pw-101-Tonglu",
+    "county_mgr_102": "pw-102-Chunan",
+    "prov_analyst": "pw-prov",
+}
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium; in CI a missing browser fails the browser tests loudly, elsewhere skips them."""
+    from cimlib.serve import chromium_path
+
+    path = chromium_path()
+    if path is None:
+        reason = "Debian's chromium is not installed (apt-get install -y chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests cannot run in CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(bank: Bank, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real ``cim serve`` on the shared bank, with the demo passwords, for one test module."""
+    from cimlib.serve import ServeProcess, set_password
+
+    pw_file = tmp_path_factory.mktemp("serve") / "passwords.json"
+    for user, pw in BROWSER_PASSWORDS.items():
+        set_password(pw_file, user, pw)
+    proc = ServeProcess(
+        bank.home,
+        ["--pool-size", "2", "--password-file", str(pw_file)],
+        log_path=pw_file.parent / "serve.log",
+    )
+    proc.start(timeout=180)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        log_text = proc.log_text()
+        # Kernels stopped at shutdown may log zmq tracebacks; none may come from our code.
+        ours = [ln for ln in log_text.splitlines() if ln.strip().startswith("File ") and "/cimlib/" in ln]
+        assert not ours, "\n".join(ours)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Any]:
+    """A headless Chromium driven by Playwright, for one test module."""
+    from playwright.sync_api import sync_playwright
+
+    from cimlib.serve import CHROMIUM_FLAGS
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium, args=list(CHROMIUM_FLAGS))
+        try:
+            yield b
+        finally:
+            b.close()

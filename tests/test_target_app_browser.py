@@ -7,68 +7,22 @@ a missing browser fails these tests loudly; elsewhere they are skipped with the 
 from __future__ import annotations
 
 import io
-import os
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Bank
+from conftest import BROWSER_PASSWORDS, Bank
 
-from cimlib.serve import CHROMIUM_FLAGS, ServeProcess, chromium_path, set_password
+from cimlib.serve import ServeProcess
 
 pytestmark = pytest.mark.slow
 
-PASSWORDS = {"county_mgr_101": "pw-101-Tonglu", "county_mgr_102": "pw-102-Chunan", "prov_analyst": "pw-prov"}
+PASSWORDS = BROWSER_PASSWORDS
 WIDGET_TIMEOUT = 90_000  # ms; the first visit may wait for a kernel that is still preheating
 APP = "/voila/render/target_search.ipynb"
 RULESET = "events"
 RULESET_ZH = "重要事件提醒"
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = chromium_path()
-    if path is None:
-        reason = "Debian's chromium is not installed (apt-get install -y chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests cannot run in CI: {reason}", pytrace=False)
-        pytest.skip(reason)
-    return path
-
-
-@pytest.fixture(scope="module")
-def server(bank: Bank, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    pw_file = tmp_path_factory.mktemp("serve_target") / "passwords.json"
-    for user, pw in PASSWORDS.items():
-        set_password(pw_file, user, pw)
-    proc = ServeProcess(
-        bank.home,
-        ["--pool-size", "2", "--password-file", str(pw_file)],
-        log_path=pw_file.parent / "serve.log",
-    )
-    proc.start(timeout=180)
-    try:
-        yield proc
-    finally:
-        proc.stop()
-        log_text = proc.log_text()
-        # Kernels stopped at shutdown may log zmq tracebacks; none may come from our code.
-        ours = [ln for ln in log_text.splitlines() if ln.strip().startswith("File ") and "/cimlib/" in ln]
-        assert not ours, "\n".join(ours)
-
-
-@pytest.fixture(scope="module")
-def browser(chromium: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium, args=list(CHROMIUM_FLAGS))
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")

@@ -357,6 +357,17 @@ def scope_text(principal: Any, lang: str) -> str:
     return str(getattr(principal, "scope_label", "") or "")
 
 
+def principal_text(principal: Any, lang: str) -> str:
+    """The signed-in user's name, role and scope, as an app header shows them."""
+    return t(
+        "app.signed_in_as",
+        lang,
+        name=getattr(principal, "display_name", ""),
+        role=code_label("role", getattr(principal, "role", ""), lang),
+        scope=scope_text(principal, lang),
+    )
+
+
 def chart_html(chart: Any, css_class: str) -> str:
     """Embed a chart as inline SVG rendered in the kernel (offline: no CDN, no JavaScript)."""
     try:
@@ -692,15 +703,7 @@ class CustomerApp:
     # -- rendering ---------------------------------------------------------------------------------------
     def principal_text(self) -> str:
         """The signed-in user's name, role and scope, as shown in the header."""
-        p = self.principal
-        role = code_label("role", getattr(p, "role", ""), self.lang)
-        return t(
-            "app.signed_in_as",
-            self.lang,
-            name=getattr(p, "display_name", ""),
-            role=role,
-            scope=scope_text(p, self.lang),
-        )
+        return principal_text(self.principal, self.lang)
 
     def _relabel(self) -> None:
         lang = self.lang

@@ -22,7 +22,13 @@ import altair as alt
 import ipywidgets as w
 import pandas as pd
 
-from cimlib.apps.customer_360 import _CSS, chart_html, format_cell, is_percent_column, scope_text
+from cimlib.apps.customer_360 import (
+    _CSS,
+    chart_html,
+    format_cell,
+    is_percent_column,
+    principal_text,
+)
 from cimlib.charts import CJK_FONT
 from cimlib.i18n import (
     DEFAULT_LANG,
@@ -1030,15 +1036,7 @@ class TargetApp:
     # -- rendering ---------------------------------------------------------------------------------------
     def principal_text(self) -> str:
         """The signed-in user's name, role and scope, as shown in the header."""
-        p = self.principal
-        role = code_label("role", getattr(p, "role", ""), self.lang)
-        return t(
-            "app.signed_in_as",
-            self.lang,
-            name=getattr(p, "display_name", ""),
-            role=role,
-            scope=scope_text(p, self.lang),
-        )
+        return principal_text(self.principal, self.lang)
 
     def _relabel(self) -> None:
         lang = self.lang
