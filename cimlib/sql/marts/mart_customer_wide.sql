@@ -76,148 +76,47 @@ lt AS (
         max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 1) AS loan_balance_p1,
         max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 3) AS loan_balance_p3,
         max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 1) AS txn_count_p1,
-        max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 3) AS customer_txn_count_p3,
-        -- The last 13 months of the measures target-search history functions read, the latest first
-        -- (hist_x[1] is the as-of month, hist_x[n + 1] n months before; NULL where a month is absent).
-        [
-            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
-            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
-            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
-            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
-            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
-            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
-            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
-            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
-            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
-            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
-            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
-            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
-            CAST(max(m.deposit_adb) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
-        ] AS hist_deposit_adb,
-        [
-            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
-            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
-            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
-            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
-            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
-            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
-            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
-            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
-            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
-            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
-            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
-            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
-            CAST(max(m.aum) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
-        ] AS hist_aum,
-        [
-            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
-            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
-            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
-            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
-            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
-            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
-            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
-            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
-            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
-            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
-            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
-            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
-            CAST(max(m.deposit_balance) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
-        ] AS hist_deposit_balance,
-        [
-            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
-            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
-            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
-            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
-            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
-            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
-            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
-            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
-            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
-            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
-            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
-            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
-            CAST(max(m.loan_balance) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
-        ] AS hist_loan_balance,
-        [
-            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
-            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
-            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
-            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
-            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
-            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
-            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
-            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
-            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
-            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
-            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
-            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
-            CAST(max(m.txn_count) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
-        ] AS hist_txn_count,
-        [
-            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
-            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
-            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
-            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
-            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
-            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
-            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
-            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
-            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
-            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
-            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
-            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
-            CAST(max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
-        ] AS hist_customer_txn_count,
-        [
-            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
-            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
-            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
-            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
-            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
-            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
-            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
-            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
-            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
-            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
-            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
-            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
-            CAST(max(m.customer_txn_amount) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
-        ] AS hist_customer_txn_amount,
-        [
-            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 0) AS DOUBLE),
-            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 1) AS DOUBLE),
-            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 2) AS DOUBLE),
-            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 3) AS DOUBLE),
-            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 4) AS DOUBLE),
-            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 5) AS DOUBLE),
-            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 6) AS DOUBLE),
-            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 7) AS DOUBLE),
-            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 8) AS DOUBLE),
-            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 9) AS DOUBLE),
-            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 10) AS DOUBLE),
-            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 11) AS DOUBLE),
-            CAST(max(m.digital_share) FILTER (WHERE m.month_idx = l.month_idx - 12) AS DOUBLE)
-        ] AS hist_digital_share,
-        [
-            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 0),
-            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 1),
-            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 2),
-            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 3),
-            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 4),
-            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 5),
-            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 6),
-            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 7),
-            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 8),
-            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 9),
-            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 10),
-            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 11),
-            max(m.main_channel) FILTER (WHERE m.month_idx = l.month_idx - 12)
-        ] AS hist_main_channel
+        max(m.customer_txn_count) FILTER (WHERE m.month_idx = l.month_idx - 3) AS customer_txn_count_p3
     FROM m
     JOIN latest AS l ON l.customer_id = m.customer_id
     WHERE m.month_idx > l.month_idx - 13
     GROUP BY l.customer_id, l.month_idx, l.as_of_date, l.n_months
+),
+-- The last 13 months of the measures target-search history functions read, as lists, latest first:
+-- hist_x[1] is the customer's latest month, hist_x[n + 1] the month n before (NULL where absent). One
+-- unordered list of the month's values per customer, sorted afterwards: 117 filtered aggregates took 30 s
+-- at 1M customers and an ordered list per measure 12 s; this takes about 6.
+hs AS (
+    SELECT
+        m.customer_id,
+        l.month_idx AS li,
+        list_sort(list(struct_pack(
+                i := m.month_idx,
+                deposit_adb := CAST(m.deposit_adb AS DOUBLE),
+                aum := CAST(m.aum AS DOUBLE),
+                deposit_balance := CAST(m.deposit_balance AS DOUBLE),
+                loan_balance := CAST(m.loan_balance AS DOUBLE),
+                txn_count := CAST(m.txn_count AS DOUBLE),
+                customer_txn_count := CAST(m.customer_txn_count AS DOUBLE),
+                customer_txn_amount := CAST(m.customer_txn_amount AS DOUBLE),
+                digital_share := CAST(m.digital_share AS DOUBLE),
+                main_channel := m.main_channel
+        )), 'DESC') AS s
+    FROM m
+    JOIN latest AS l ON l.customer_id = m.customer_id
+    WHERE m.month_idx > l.month_idx - 13
+    GROUP BY m.customer_id, l.month_idx
+),
+-- Most customers have every month of the window up to their latest, so item k of the list is k - 1
+-- months back; the others' values are placed by month.
+hl AS (
+    SELECT
+        customer_id,
+        li,
+        s[len(s)].i = li - len(s) + 1 AS dense,
+        list_transform(s, lambda x: x.i) AS idx,
+        s
+    FROM hs
 )
 SELECT
     d.*,
@@ -235,7 +134,15 @@ SELECT
     cur.txn_count_counter, cur.txn_count_atm, cur.txn_count_pos, cur.txn_count_phone, cur.txn_count_online,
     cur.txn_count_mobile, cur.txn_count_system, cur.other_bank_txn_count,
     act.months_inactive,
-    lt.hist_deposit_adb, lt.hist_aum, lt.hist_deposit_balance, lt.hist_loan_balance, lt.hist_txn_count, lt.hist_customer_txn_count, lt.hist_customer_txn_amount, lt.hist_digital_share, lt.hist_main_channel,
+    CASE WHEN hl.dense THEN list_transform(hl.s, lambda x: x.deposit_adb) ELSE list_transform(range(13), lambda k: hl.s[list_position(hl.idx, hl.li - k)].deposit_adb) END AS hist_deposit_adb,
+    CASE WHEN hl.dense THEN list_transform(hl.s, lambda x: x.aum) ELSE list_transform(range(13), lambda k: hl.s[list_position(hl.idx, hl.li - k)].aum) END AS hist_aum,
+    CASE WHEN hl.dense THEN list_transform(hl.s, lambda x: x.deposit_balance) ELSE list_transform(range(13), lambda k: hl.s[list_position(hl.idx, hl.li - k)].deposit_balance) END AS hist_deposit_balance,
+    CASE WHEN hl.dense THEN list_transform(hl.s, lambda x: x.loan_balance) ELSE list_transform(range(13), lambda k: hl.s[list_position(hl.idx, hl.li - k)].loan_balance) END AS hist_loan_balance,
+    CASE WHEN hl.dense THEN list_transform(hl.s, lambda x: x.txn_count) ELSE list_transform(range(13), lambda k: hl.s[list_position(hl.idx, hl.li - k)].txn_count) END AS hist_txn_count,
+    CASE WHEN hl.dense THEN list_transform(hl.s, lambda x: x.customer_txn_count) ELSE list_transform(range(13), lambda k: hl.s[list_position(hl.idx, hl.li - k)].customer_txn_count) END AS hist_customer_txn_count,
+    CASE WHEN hl.dense THEN list_transform(hl.s, lambda x: x.customer_txn_amount) ELSE list_transform(range(13), lambda k: hl.s[list_position(hl.idx, hl.li - k)].customer_txn_amount) END AS hist_customer_txn_amount,
+    CASE WHEN hl.dense THEN list_transform(hl.s, lambda x: x.digital_share) ELSE list_transform(range(13), lambda k: hl.s[list_position(hl.idx, hl.li - k)].digital_share) END AS hist_digital_share,
+    CASE WHEN hl.dense THEN list_transform(hl.s, lambda x: x.main_channel) ELSE list_transform(range(13), lambda k: hl.s[list_position(hl.idx, hl.li - k)].main_channel) END AS hist_main_channel,
     lt.aum_avg_3m, lt.aum_avg_6m, lt.aum_avg_12m,
     lt.deposit_adb_avg_3m, lt.deposit_adb_avg_6m, lt.deposit_adb_avg_12m,
     lt.loan_balance_avg_3m, lt.loan_balance_avg_12m,
@@ -256,3 +163,4 @@ FROM lt
 JOIN mart_customer_month AS cur ON cur.customer_id = lt.customer_id AND cur.as_of_date = lt.as_of_date
 JOIN dim_customer AS d ON d.customer_id = lt.customer_id
 JOIN act ON act.customer_id = lt.customer_id
+JOIN hl ON hl.customer_id = lt.customer_id
