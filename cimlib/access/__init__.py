@@ -17,7 +17,15 @@ from cimlib.access._errors import (
     UnknownUser,
 )
 from cimlib.access._policy import AccessPolicy, Principal, load_policy, policy_path, principal_for
-from cimlib.access._scope import mask_frame, mask_record, mask_text, mask_value, require_detail, scope_clause
+from cimlib.access._scope import (
+    mask_frame,
+    mask_record,
+    mask_text,
+    mask_value,
+    mask_values,
+    require_detail,
+    scope_clause,
+)
 from cimlib.access._warehouse import Snapshot, Warehouse, warehouse
 
 __all__ = [
@@ -39,6 +47,7 @@ __all__ = [
     "mask_record",
     "mask_text",
     "mask_value",
+    "mask_values",
     "policy_path",
     "principal_for",
     "read_audit",

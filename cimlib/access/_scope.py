@@ -141,6 +141,35 @@ def mask_value(principal: Principal, field: str, value: object) -> Any:
     return mask_text(value, field, keep, principal.mask_char)
 
 
+def mask_values(
+    principal: Principal, field: str, values: Iterable[Any], where: Iterable[bool] | None = None
+) -> list[Any]:
+    """Many values of one field as the principal may see them (:func:`mask_value`, set up once).
+
+    Parameters
+    ----------
+    principal : Principal
+        Whose view.
+    field : str
+        The personal-data field (``name``, ``id_no``, ``phone`` ...).
+    values : iterable
+        The values.
+    where : iterable of bool, optional
+        Mask only where true (e.g. individuals' names, not corporates').
+
+    Returns
+    -------
+    list
+    """
+    if principal.sees(field):
+        return list(values)
+    keep = dict(principal.masking).get(field, DEFAULT_MASKING.get(field, (1, 1)))
+    char = principal.mask_char
+    if where is None:
+        return [mask_text(v, field, keep, char) for v in values]
+    return [mask_text(v, field, keep, char) if w else v for v, w in zip(values, where, strict=True)]
+
+
 def mask_frame(principal: Principal, frame: Any, columns: Mapping[str, str]) -> Any:
     """Mask the columns of a pandas frame in place and return it.
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from cimlib.access import NotPermitted, Principal, audit_log, mask_value, require_detail, scope_clause
+from cimlib.access import NotPermitted, Principal, audit_log, mask_values, require_detail, scope_clause
 from cimlib.customer import _data as D
 from cimlib.i18n import code_label
 from cimlib.targeting import _catalogue as K
@@ -570,39 +570,51 @@ def to_pandas(table: Any) -> pd.DataFrame:
     return pa.table(cols, names=table.schema.names).to_pandas()
 
 
-def _mask(principal: Principal, field: str, values: Any, person: Any = None) -> list[Any]:
-    if principal.sees(field):
-        return list(values)
-    if person is None:
-        return [mask_value(principal, field, v) for v in values]
-    return [mask_value(principal, field, v) if p else v for v, p in zip(values, person, strict=True)]
+def _floats(table: Any) -> Any:
+    """The Arrow result with decimals as floats (lists show amounts; nothing here must tie out)."""
+    import pyarrow as pa
+
+    if not any(pa.types.is_decimal(f.type) for f in table.schema):
+        return table
+    cols = [
+        table.column(f.name).cast(pa.float64()) if pa.types.is_decimal(f.type) else table.column(f.name)
+        for f in table.schema
+    ]
+    return pa.table(cols, names=table.schema.names)
 
 
 def _frame(
     rules: list[Rule], table: Any, principal: Principal, lang: str, hits: dict[str, int]
 ) -> pd.DataFrame:
-    """The list rows of one customer type: masks, severity, fired rules and their reasons."""
+    """The list rows of one customer type: masks, severity, fired rules and their reasons.
+
+    Works on the Arrow columns as Python lists (iterating pandas' Arrow-backed columns cost 0.5 s for a
+    230,000-row list), formats each placeholder with one formatter, and masks through ``mask_values``.
+    """
     zh = lang.startswith("zh")
-    df = to_pandas(table)
-    if not len(df):
-        return df
-    person = (df["customer_type"] == "I").to_numpy()
-    df["cust_name"] = _mask(principal, "name", df["cust_name"], person)
-    df["id_no"] = _mask(principal, "id_no", df["id_no"], person)
-    df["phone"] = _mask(principal, "phone", df["phone"])
-    n = len(df)
+    table = _floats(table)
+    n = table.num_rows
+    if not n:
+        return pd.DataFrame()
+    col = {name: table.column(name) for name in table.schema.names}
+    person = [t == "I" for t in col["customer_type"].to_pylist()]
+    masked = {
+        "cust_name": mask_values(principal, "name", col["cust_name"].to_pylist(), person),
+        "id_no": mask_values(principal, "id_no", col["id_no"].to_pylist(), person),
+        "phone": mask_values(principal, "phone", col["phone"].to_pylist()),
+    }
     fired_ids: list[list[str]] = [[] for _ in range(n)]
     names: list[list[str]] = [[] for _ in range(n)]
     reasons: list[list[str]] = [[] for _ in range(n)]
     sev = [0] * n
     for r in rules:
-        mask = df[r.id].to_numpy(dtype=bool)
-        hits[r.id] += int(mask.sum())
-        idx = mask.nonzero()[0]
+        flags = col[r.id].to_numpy(zero_copy_only=False).astype(bool)
+        idx = flags.nonzero()[0]
+        hits[r.id] += len(idx)
         if not len(idx):
             continue
         name = r.name["zh" if zh else "en"]
-        texts = _reasons(r, df, idx, lang)
+        texts = _reasons(r, col, idx, lang)
         rank = SEVERITY_RANK[r.severity]
         for i, text in zip(idx.tolist(), texts, strict=True):
             fired_ids[i].append(r.id)
@@ -610,6 +622,11 @@ def _frame(
             reasons[i].append(text)
             if rank > sev[i]:
                 sev[i] = rank
+    skip = {ph.column for r in rules for ph in r.placeholders.values()} | {r.id for r in rules} | {"_rid"}
+    keep = [c for c in table.schema.names if c not in skip and c not in masked]
+    df = table.select(keep).to_pandas()
+    for c, values in masked.items():
+        df[c] = values
     sep = "；" if zh else "; "
     by_rank = {v: k for k, v in SEVERITY_RANK.items()}
     df["severity"] = [by_rank[x] for x in sev]
@@ -620,8 +637,38 @@ def _frame(
     return df
 
 
-def _reasons(rule: Rule, df: pd.DataFrame, idx: Any, lang: str) -> list[str]:
-    """The reason texts of ``rule`` for the rows ``idx`` (one format pass per placeholder)."""
+def _formatter(fmt: str, type_: str, lang: str) -> Any:
+    """One placeholder's formatter (the branch on the format is taken once, not per value)."""
+    if fmt == "money":
+
+        def money(v: Any) -> str:
+            if v is None or v != v:
+                return "—"
+            return f"{v:,.0f}" if abs(v - round(v)) < 0.005 else f"{v:,.2f}"
+
+        return money
+    if fmt == "pct":
+        return lambda v: "—" if v is None or v != v else f"{v:.1f}%"
+    if fmt == "ratio":
+        return lambda v: "—" if v is None or v != v else f"{v * 100:.1f}%"
+    if fmt == "label" and type_.startswith("code:"):
+        domain = type_.split(":", 1)[1]
+        cache: dict[Any, str] = {}
+
+        def label(v: Any) -> str:
+            if v is None:
+                return "—"
+            got = cache.get(v)
+            if got is None:
+                got = cache[v] = code_label(domain, v, lang)
+            return got
+
+        return label
+    return lambda v: format_value(v, fmt, type_, lang)
+
+
+def _reasons(rule: Rule, col: dict[str, Any], idx: Any, lang: str) -> list[str]:
+    """The reason texts of ``rule`` for the rows ``idx`` (one formatter per placeholder)."""
     from cimlib.targeting._rules import _PLACEHOLDER
 
     template = rule.reason["zh" if lang.startswith("zh") else "en"]
@@ -629,8 +676,9 @@ def _reasons(rule: Rule, df: pd.DataFrame, idx: Any, lang: str) -> list[str]:
     cols: list[list[str]] = []
     for k in range(1, len(parts), 2):
         ph = rule.placeholders[parts[k]]
-        values = df[ph.column].to_numpy(dtype=object)[idx] if ph.column in df else [None] * len(idx)
-        cols.append([format_value(v, ph.fmt, ph.compiled.type, lang) for v in values])
+        values = col[ph.column].take(idx).to_pylist() if ph.column in col else [None] * len(idx)
+        f = _formatter(ph.fmt, ph.compiled.type, lang)
+        cols.append([f(v) for v in values])
     out = []
     for j in range(len(idx)):
         buf = [parts[0]]
