@@ -402,19 +402,6 @@ def format_value(value: Any, fmt: str, type_: str, lang: str) -> str:
     return str(value)
 
 
-def reason_text(rule: Rule, row: dict[str, Any], lang: str) -> str:
-    """The rule's reason template filled from one result row."""
-    template = rule.reason["zh" if lang.startswith("zh") else "en"]
-
-    def fill(m: Any) -> str:
-        ph = rule.placeholders[m.group(1)]
-        return format_value(row.get(ph.column), ph.fmt, ph.compiled.type, lang)
-
-    from cimlib.targeting._rules import _PLACEHOLDER
-
-    return _PLACEHOLDER.sub(fill, template)
-
-
 # ---------------------------------------------------------------------------------------------- running
 def _threads() -> int:
     raw = os.environ.get(THREADS_ENV)
@@ -559,15 +546,7 @@ def run(
 
 def to_pandas(table: Any) -> pd.DataFrame:
     """An Arrow result as pandas, decimals as floats (lists show amounts; nothing here must tie out)."""
-    import pyarrow as pa
-
-    cols = []
-    for f in table.schema:
-        col = table.column(f.name)
-        if pa.types.is_decimal(f.type):
-            col = col.cast(pa.float64())
-        cols.append(col)
-    return pa.table(cols, names=table.schema.names).to_pandas()
+    return _floats(table).to_pandas()
 
 
 def _floats(table: Any) -> Any:
