@@ -592,6 +592,79 @@ def _cmd_target_backtest(args: argparse.Namespace, home: Home) -> int:
     return EXIT_OK
 
 
+def _cmd_params_check(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.config import check_parameters
+
+    problems = check_parameters(home, data=not args.no_data)
+
+    def human(c: Console) -> None:
+        if not problems:
+            c.print(f"{home.parameters}: every parameter file is valid")
+        for p in problems:
+            c.print(f"[red]{p.file} ({p.kind}): {p.message}[/]", soft_wrap=True)
+
+    _emit(args, {"parameters": str(home.parameters), "problems": [p.as_dict() for p in problems]}, human)
+    return EXIT_USAGE if problems else EXIT_OK
+
+
+def _cmd_params_diff(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.config import ParamsError, diff_dimensions
+    from cimlib.customer._data import AsOfError
+    from cimlib.segmentation import DimensionError
+
+    try:
+        frame = diff_dimensions(home, Path(args.new), args.as_of)
+    except (DimensionError, ParamsError, AsOfError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    payload = {
+        "as_of": frame.attrs.get("as_of"),
+        "old_version": frame.attrs.get("old_version"),
+        "new_version": frame.attrs.get("new_version"),
+        "unchanged": frame.attrs.get("unchanged", []),
+        "moves": frame.to_dict(orient="records"),
+    }
+
+    def human(c: Console) -> None:
+        if frame.empty:
+            c.print(f"no dimension changes ({payload['old_version']} -> {payload['new_version']})")
+        for dim, part in frame.groupby("dimension", sort=False):
+            moved = part[part["moved"]]
+            t = Table(title=f"{dim} ({part['change'].iloc[0]}), {payload['as_of']}: "
+                      f"{int(moved['customers'].sum()):,} customers move")  # fmt: skip
+            for col in ("from", "to", "customers", "deposit ADB"):
+                t.add_column(col, justify="right" if col in ("customers", "deposit ADB") else "left")
+            for r in part.itertuples():
+                style = "bold" if r.moved else "dim"
+                t.add_row(f"{r.from_member or '-'} {r.from_label}", f"{r.to_member or '-'} {r.to_label}",
+                          f"{r.customers:,}", f"{r.deposit_adb:,.0f}", style=style)  # fmt: skip
+            c.print(t)
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
+def _cmd_params_apply(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.config import ParamsError, apply_parameters
+
+    try:
+        result = apply_parameters(home, args.file, Path(args.new), user=args.as_user)
+    except ParamsError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+
+    def human(c: Console) -> None:
+        if not result.changed:
+            c.print(f"parameters/{result.file} is unchanged; nothing to do")
+            return
+        c.print(f"parameters/{result.file} saved by {result.user} at {result.at} (logged in {result.log})")
+        if not result.outputs:
+            c.print("no stored output depends on it")
+        for name, out in result.outputs.items():
+            c.print(f"{name}: {out.get('status')}" + (f" ({out['error']})" if "error" in out else ""))
+
+    _emit(args, result.as_dict(), human)
+    return EXIT_ERROR if any(o.get("status") == "error" for o in result.outputs.values()) else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``cim``."""
     # The global options are accepted before or after the command. The sub-commands' copies default to
@@ -705,6 +778,21 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("--horizon", type=int, default=3, help="months after each month to follow (default 3)")
     tb.add_argument("--chart", help="also save the chart (.png, .svg or .html)")
     tb.set_defaults(func=_cmd_target_backtest)
+
+    pa = sub.add_parser("params", parents=[common], help="manage parameters/: check, diff, apply")
+    pas = pa.add_subparsers(dest="params_command", required=True, metavar="ACTION")
+    pc = pas.add_parser("check", parents=[common], help="validate every parameter file (exit 2 on a problem)")
+    pc.add_argument("--no-data", action="store_true", help="skip the warehouse check of dimension coverage")
+    pc.set_defaults(func=_cmd_params_check)
+    pd_ = pas.add_parser("diff", parents=[common], help="customers and ADB a proposed dimensions.yaml moves")
+    pd_.add_argument("new", metavar="NEW_YAML", help="the proposed dimensions.yaml")
+    pd_.add_argument("--as-of", help="month, YYYY-MM (default: the latest)")
+    pd_.set_defaults(func=_cmd_params_diff)
+    pp = pas.add_parser("apply", parents=[common], help="save a parameter file, log it, re-run its outputs")
+    pp.add_argument("new", metavar="NEW_FILE", help="the new contents")
+    pp.add_argument("--file", required=True, help="the file of parameters/ to replace, e.g. dimensions.yaml")
+    pp.add_argument("--as", dest="as_user", required=True, metavar="USER", help="user id from access.yaml")
+    pp.set_defaults(func=_cmd_params_apply)
 
     au = sub.add_parser("audit", parents=[common], help="show the audit log (auditors only)")
     au.add_argument("--as", dest="as_user", required=True, metavar="USER", help="user id from access.yaml")
