@@ -592,6 +592,117 @@ def _cmd_target_backtest(args: argparse.Namespace, home: Home) -> int:
     return EXIT_OK
 
 
+def _segment_principal(args: argparse.Namespace, home: Home) -> Any:
+    """The principal of ``--as`` for ``cim segment``; an unknown user is audited and exits 1."""
+    from cimlib.access import PolicyError, Principal, UnknownUser, audit_log, principal_for
+
+    try:
+        return principal_for(args.as_user, home)
+    except UnknownUser as exc:
+        nobody = Principal(user_id=str(args.as_user)[:64], display_name="", role="<unknown user>")
+        audit_log(home, nobody, f"segment_{args.segment_command}", "", None, outcome="unknown_user")
+        raise CliError(str(exc), EXIT_ERROR) from exc
+    except PolicyError as exc:
+        raise CliError(str(exc), EXIT_ERROR) from exc
+
+
+def _segment_pairs(items: Sequence[str] | None, what: str) -> dict[str, list[str]]:
+    """``dim=m1,m2`` arguments as ``{dim: [m1, m2]}``."""
+    out: dict[str, list[str]] = {}
+    for item in items or []:
+        dim, sep, members = item.partition("=")
+        if not sep or not dim.strip() or not members.strip():
+            raise CliError(f"{what}: expected DIM=MEMBER[,MEMBER...], got {item!r}", EXIT_USAGE)
+        out.setdefault(dim.strip(), []).extend(m.strip() for m in members.split(",") if m.strip())
+    return out
+
+
+def _segment_call(fn: Callable[[], Any]) -> Any:
+    """Run a segmentation call, turning its errors into CLI errors with the right exit codes."""
+    from cimlib.access import AccessError
+    from cimlib.customer import AsOfError
+    from cimlib.segmentation import CubeError, DimensionError
+
+    try:
+        return fn()
+    except (AsOfError, CubeError, DimensionError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except AccessError as exc:
+        raise CliError(str(exc), EXIT_ERROR) from exc
+
+
+def _cmd_segment_build(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.segmentation import build_cube
+
+    dims = [d.strip() for d in args.dims.split(",") if d.strip()] if args.dims else None
+    info = _segment_call(lambda: build_cube(home, args.as_of, dims, force=args.force))
+    payload = {"path": str(info.path), "snapshot_id": info.snapshot_id, "dims_version": info.dims_version,
+               "dimensions": list(info.dimensions), "as_of": info.as_of.isoformat(), "rows": info.rows,
+               "built": info.built, "timings": info.timings}  # fmt: skip
+
+    def human(c: Console) -> None:
+        verb = "built" if info.built else "already built"
+        c.print(f"cube {info.as_of:%Y-%m} over {', '.join(info.dimensions)}: {info.rows:,} cells, {verb}"
+                f" ({info.timings.get('total_s', 0)} s)\n{info.path}")  # fmt: skip
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
+def _cmd_segment_pivot(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.segmentation import pivot
+
+    who = _segment_principal(args, home)
+    filters = _segment_pairs(args.filter, "--filter")
+    frame = _segment_call(lambda: pivot(who, args.rows, args.cols, args.measure, args.as_of, filters,
+                                        home, args.lang))  # fmt: skip
+    attrs = frame.attrs
+    cells = {str(r): {str(c): (None if v != v else v) for c, v in row.items()}
+             for r, row in frame.to_dict(orient="index").items()}  # fmt: skip
+    payload = {**{k: attrs.get(k) for k in ("measure", "rows", "cols", "filters", "as_of", "snapshot_id",
+                                            "dims_version", "min_cell", "prev_month", "year_ago")},
+               "cells": cells, **{k: attrs.get(k) for k in ("customers", "share", "suppressed", "mom", "yoy",
+                                                             "row_labels", "col_labels")}}  # fmt: skip
+
+    def human(c: Console) -> None:
+        c.print(f"[bold]{args.measure}[/] by {args.rows}{' x ' + args.cols if args.cols else ''} as of "
+                f"{attrs['as_of']} for {who.display_name} [{who.role}, {who.scope_label}]")  # fmt: skip
+        t = Table()
+        t.add_column(args.rows)
+        for col in frame.columns:
+            t.add_column(str(attrs["col_labels"].get(col, col)), justify="right")
+        sup = attrs["suppressed"]
+        for rid, row in frame.iterrows():
+            vals = ["<" + str(attrs["min_cell"]) if sup[str(rid)][str(k)] else ("" if v != v else f"{v:,.4g}"
+                    if abs(v) < 10 else f"{v:,.0f}") for k, v in row.items()]  # fmt: skip
+            t.add_row(str(attrs["row_labels"].get(rid, rid)), *vals)
+        c.print(t)
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
+def _cmd_segment_drill(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.customer._data import json_safe
+    from cimlib.segmentation import drill
+
+    who = _segment_principal(args, home)
+    cell = {k: v[0] for k, v in _segment_pairs(args.cell, "--cell").items()}
+    app_url = args.app_url or os.environ.get("CIM_APP_URL")
+    frame = _segment_call(lambda: drill(who, cell, args.as_of, home, args.limit, args.lang, app_url))
+    payload = {"cell": frame.attrs["cell"], "as_of": frame.attrs["as_of"], "total": frame.attrs["total"],
+               "snapshot_id": frame.attrs["snapshot_id"], "rows": json_safe(frame)}  # fmt: skip
+
+    def human(c: Console) -> None:
+        c.print(f"cell {cell or 'all'} as of {frame.attrs['as_of']} for {who.display_name} "
+                f"[{who.role}, {who.scope_label}]: {frame.attrs['total']:,} customers")  # fmt: skip
+        cols = ["customer_id", "cust_name", "home_org_name", "manager_name", "deposit_adb", "aum", "link"]
+        _frame_table(c, "Customers", frame[cols], 30)
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
 def _cmd_params_check(args: argparse.Namespace, home: Home) -> int:
     from cimlib.config import check_parameters
 
@@ -778,6 +889,31 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("--horizon", type=int, default=3, help="months after each month to follow (default 3)")
     tb.add_argument("--chart", help="also save the chart (.png, .svg or .html)")
     tb.set_defaults(func=_cmd_target_backtest)
+
+    sg = sub.add_parser("segment", parents=[common], help="segmentation cubes: build, pivot, drill-through")
+    sgs = sg.add_subparsers(dest="segment_command", required=True, metavar="ACTION")
+    sb = sgs.add_parser("build", parents=[common], help="build a month's cube (warehouse/cubes/...)")
+    sb.add_argument("--as-of", help="month, YYYY-MM (default: the latest)")
+    sb.add_argument("--dims", help="dimension ids, comma-separated (default: the standard six)")
+    sb.add_argument("--force", action="store_true", help="rebuild even when it exists")
+    sb.set_defaults(func=_cmd_segment_build)
+    sp = sgs.add_parser("pivot", parents=[common], help="a measure by one or two dimensions (scoped)")
+    sp.add_argument("--as", dest="as_user", required=True, metavar="USER", help="user id from access.yaml")
+    sp.add_argument("--rows", required=True, metavar="DIM", help="dimension of the rows")
+    sp.add_argument("--cols", metavar="DIM", help="dimension of the columns")
+    sp.add_argument("--measure", default="customers", help="customers (default), aum, avg_aum...")
+    sp.add_argument("--as-of", help="month, YYYY-MM (default: the latest)")
+    sp.add_argument("--filter", action="append", metavar="DIM=M1,M2", help="keep these members (repeatable)")
+    sp.add_argument("--lang", choices=["en", "zh_CN"], default="en", help="language of the labels")
+    sp.set_defaults(func=_cmd_segment_pivot)
+    sd = sgs.add_parser("drill", parents=[common], help="the customers of one cell (scoped, masked, audited)")
+    sd.add_argument("--as", dest="as_user", required=True, metavar="USER", help="user id from access.yaml")
+    sd.add_argument("--cell", action="append", metavar="DIM=MEMBER", help="the cell's members (repeatable)")
+    sd.add_argument("--as-of", help="month, YYYY-MM (default: the latest)")
+    sd.add_argument("--limit", type=int, default=500, help="at most this many customers (default 500)")
+    sd.add_argument("--lang", choices=["en", "zh_CN"], default="en", help="language of the text")
+    sd.add_argument("--app-url", help="base URL of cim serve, for the 360 links (default $CIM_APP_URL)")
+    sd.set_defaults(func=_cmd_segment_drill)
 
     pa = sub.add_parser("params", parents=[common], help="manage parameters/: check, diff, apply")
     pas = pa.add_subparsers(dest="params_command", required=True, metavar="ACTION")

@@ -71,6 +71,8 @@ class AccessPolicy(_Strict):
     org_code_pattern: str = r"^\d{6}$"
     staff_no_pattern: str = r"^[A-Z0-9]{2,20}$"
     mask_char: str = Field(default="*", min_length=1, max_length=1)
+    #: Aggregate cells of fewer customers than this are suppressed for roles without detail rights.
+    aggregate_min_cell: int = Field(default=5, ge=1, le=100)
     fields: dict[str, PiiClass]
     masking: dict[str, MaskRule]
     roles: dict[str, Role] = Field(min_length=1)
@@ -218,6 +220,7 @@ class Principal:
     org_name: str | None = None
     masking: tuple[tuple[str, tuple[int, int]], ...] = ()
     mask_char: str = "*"
+    min_cell: int = 5
 
     @property
     def can_view_detail(self) -> bool:
@@ -295,4 +298,5 @@ def principal_for(user_id: str, home: Home | str | os.PathLike[str] | None = Non
         org_name=org_name,
         masking=tuple((f, (r.keep_first, r.keep_last)) for f, r in policy.masking.items()),
         mask_char=policy.mask_char,
+        min_cell=policy.aggregate_min_cell,
     )

@@ -5,6 +5,18 @@
 reads, and :func:`member_sql` the SQL that puts a base row in a dimension's member.
 """
 
+from cimlib.segmentation._cube import (
+    DEFAULT_DIMS,
+    MEASURES,
+    CubeError,
+    CubeInfo,
+    build_cube,
+    dice,
+    drill,
+    drill_down,
+    pivot,
+    slice_cube,
+)
 from cimlib.segmentation._dimensions import (
     BASE_COLUMNS,
     BASE_SQL,
@@ -20,11 +32,21 @@ from cimlib.segmentation._dimensions import (
 __all__ = [
     "BASE_COLUMNS",
     "BASE_SQL",
+    "DEFAULT_DIMS",
+    "MEASURES",
+    "CubeError",
+    "CubeInfo",
     "Dimension",
     "DimensionError",
     "Dimensions",
+    "build_cube",
     "coverage_sql",
+    "dice",
     "dimensions_path",
+    "drill",
+    "drill_down",
     "load_dimensions",
     "member_sql",
+    "pivot",
+    "slice_cube",
 ]
