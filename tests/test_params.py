@@ -363,3 +363,18 @@ def test_apply_rebuilds_the_cube_of_the_new_version(bank: Bank, tmp_path: Path,
     assert len(snap_dirs) == 1
     assert (snap_dirs[0] / new_version / f"{month}.parquet").is_file()
     assert (snap_dirs[0] / old_version / f"{month}.parquet").is_file()  # the old cube stays for history
+
+
+def test_cli_apply_records_the_user(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = _recorders(monkeypatch)
+    new = tmp_path / "new.yaml"
+    new.write_text(
+        _moved_edge((home.parameters / "dimensions.yaml").read_text(encoding="utf-8")), encoding="utf-8"
+    )
+    capsys.readouterr()
+    assert main(["params", "apply", str(new), "--file", "dimensions.yaml", "--as", USER, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["changed"] and out["user"] == USER and list(out["outputs"]) == ["segment_cubes"]
+    assert calls == ["cubes"] and P.read_changes(home)[0]["user"] == USER
