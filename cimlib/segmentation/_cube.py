@@ -118,6 +118,24 @@ class CubeInfo:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+_dims_cache: dict[str, tuple[tuple[int, int], Dimensions]] = {}
+
+
+def _load_dimensions(home: D.HomeLike) -> Dimensions:
+    """``parameters/dimensions.yaml``, validated once per file version (parsing it cost ~40 ms a query)."""
+    from cimlib.segmentation._dimensions import dimensions_path
+
+    path = dimensions_path(D.resolve_home(home))
+    st = path.stat()
+    stamp = (st.st_mtime_ns, st.st_size)
+    hit = _dims_cache.get(str(path))
+    if hit and hit[0] == stamp:
+        return hit[1]
+    dims = load_dimensions(D.resolve_home(home))
+    _dims_cache[str(path)] = (stamp, dims)
+    return dims
+
+
 def _suggest(word: str, choices: Sequence[str]) -> str:
     from cimlib.targeting._language import suggest
 
@@ -332,7 +350,7 @@ def build_cube(
 
     t0 = time.perf_counter()
     h = D.resolve_home(home)
-    all_dims = dimensions or load_dimensions(h)
+    all_dims = dimensions or _load_dimensions(h)
     want = list(dims) if dims else list(DEFAULT_DIMS)
     _dims(all_dims, want)  # clear errors first
     ids = tuple(_with_parents(all_dims, want))
@@ -625,7 +643,7 @@ def pivot(
     h = D.resolve_home(home)
     if measure not in MEASURES:
         raise CubeError(f"unknown measure {measure!r}{_suggest(measure, MEASURES)}")
-    all_dims = load_dimensions(h)
+    all_dims = _load_dimensions(h)
     _dims(all_dims, [rows] + ([cols] if cols else []))
     if cols == rows:
         raise CubeError("rows and cols must be different dimensions")
@@ -722,7 +740,7 @@ def drill_down(
     pandas.DataFrame
         The pivot of the child dimension filtered to ``member``.
     """
-    all_dims = load_dimensions(home if home is not None else None)
+    all_dims = _load_dimensions(home)
     _dims(all_dims, [dim])
     children = [d.id for d in all_dims if d.parent == dim]
     if not children:
@@ -789,7 +807,7 @@ def drill(
         For an unknown dimension or member.
     """
     h = D.resolve_home(home)
-    all_dims = load_dimensions(h)
+    all_dims = _load_dimensions(h)
     fixed = {k: str(v) for k, v in cell.items() if str(v) != TOTAL}
     ds = _dims(all_dims, list(fixed))
     for d in ds:
