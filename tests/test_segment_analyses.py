@@ -403,3 +403,24 @@ def test_channel_mix_chart_and_png(con: duckdb.DuckDBPyConnection, tmp_path: Pat
     assert enc["color"]["field"] == "channel" and enc["y"]["field"] == "group"
     assert set(chart.data["group"]) == {"个人", "对公"} and len(chart.data) == 12
     assert charts.to_png(chart)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pos_spending_by_merchant_category_per_segment(bank) -> None:  # type: ignore[no-untyped-def]
+    """Consumption propensity: every segment's MCC shares sum to 1, and the amounts are the county's."""
+    import json
+
+    who = principal_for("county_mgr_101", bank.home)
+    df = A.pos_spending(who, "2026-10", by="age", home=bank.home, lang="zh_CN")
+    assert len(df) and set(df["dimension"]) == {"age"}
+    for _, part in df.groupby("member"):
+        assert part["share"].sum() == pytest.approx(1.0)
+    cur = json.loads((bank.home / "data" / "warehouse" / "CURRENT").read_text())
+    con = duckdb.connect(cur["path"], read_only=True)
+    want = con.execute(
+        "SELECT sum(p.pos_amount) FROM mart_pos_mcc_month p JOIN dim_customer d USING (customer_id) "
+        "WHERE p.as_of_date = DATE '2026-10-31' AND d.county_code = '101000' AND d.customer_type = 'I'"
+    ).fetchone()[0]
+    assert df["pos_amount"].sum() == pytest.approx(float(want))
+    assert all(lab != code for lab, code in zip(df["mcc_label"], df["mcc"], strict=True))  # labelled
+    chart = A.pos_spending_chart(df, "zh_CN").to_dict()
+    assert chart["encoding"]["color"]["field"] == "channel"

@@ -967,6 +967,77 @@ def channel_preference(
     return _finish(df, principal, {"en": "Channel preference", "zh": "渠道偏好"}, lang, as_of=date)
 
 
+def pos_spending_core(
+    con: Any, as_of: dt.date, dim: Dimension, *, scope: Scope = ALL, lang: str = "en"
+) -> pd.DataFrame:
+    """POS spending per merchant category (MCC) within each member of ``dim``: consumption propensity.
+
+    Reads ``mart_pos_mcc_month`` (card debits at merchants per customer, month and MCC).
+
+    Returns
+    -------
+    DataFrame
+        Long: ``dimension, member, label, customers`` (of the member with POS spending), ``mcc,
+        mcc_label, pos_count, pos_amount, share`` (of the member's POS amount; sums to 1 per member).
+    """
+    base, sp = _scoped_base(scope)
+    sql = (
+        f"SELECT {dim.member_sql('s')} AS member, p.mcc, count(DISTINCT p.customer_id) AS customers, "
+        "CAST(sum(p.pos_count) AS BIGINT) AS pos_count, CAST(sum(p.pos_amount) AS DOUBLE) AS pos_amount "
+        f"FROM ({base}) AS s JOIN mart_pos_mcc_month AS p ON p.customer_id = s.customer_id "
+        "AND p.as_of_date = s.as_of_date "
+        f"WHERE s.customer_type IN ({', '.join(repr(t) for t in dim.applies)}) GROUP BY 1, 2"
+    )
+    df = _query(con, sql, {**sp, "as_of": as_of})
+    per_member = _query(
+        con,
+        f"SELECT {dim.member_sql('s')} AS member, count(DISTINCT p.customer_id) AS spenders "
+        f"FROM ({base}) AS s JOIN mart_pos_mcc_month AS p ON p.customer_id = s.customer_id "
+        "AND p.as_of_date = s.as_of_date "
+        f"WHERE s.customer_type IN ({', '.join(repr(t) for t in dim.applies)}) GROUP BY 1",
+        {**sp, "as_of": as_of},
+    )
+    spenders = dict(zip(per_member["member"], per_member["spenders"], strict=True))
+    tot = df.groupby("member")["pos_amount"].transform("sum")
+    df["share"] = (df["pos_amount"] / tot.where(tot > 0)).fillna(0.0)
+    df["customers"] = [int(spenders.get(m, 0)) for m in df["member"]]
+    rank = {m: i for i, (m, _) in enumerate(dim.members)}
+    df["_o"] = df["member"].map(lambda v: rank.get(v, len(rank)))
+    df = df.sort_values(["_o", "member", "mcc"], ignore_index=True).drop(columns="_o")
+    df.insert(0, "dimension", dim.id)
+    df.insert(2, "label", [dim.label_of(m, lang) for m in df["member"]])
+    df["mcc_label"] = [code_label("mcc", c, _ui(lang)) for c in df["mcc"]]
+    return df[
+        ["dimension", "member", "label", "customers", "mcc", "mcc_label", "pos_count", "pos_amount", "share"]
+    ]
+
+
+def pos_spending(
+    principal: Principal,
+    as_of: str | dt.date | None = None,
+    *,
+    by: str = "age",
+    home: Any = None,
+    lang: str = "en",
+) -> pd.DataFrame:
+    """Consumption propensity: POS spending by merchant category, per segment (any dimension ``by``).
+
+    Parameters as :func:`corporate_customers`; returns :func:`pos_spending_core`'s frame plus
+    ``suppressed`` (by the segment's customers with POS spending).
+    """
+    dim = _dims(home)[by]
+    with _reading(principal, as_of, home) as (con, date, scope):
+        df = pos_spending_core(con, date, dim, scope=scope, lang=lang)
+    return _finish(df, principal, {"en": "POS spending by merchant category", "zh": "分商户类别消费"}, lang,
+                   as_of=date)  # fmt: skip
+
+
+def pos_spending_chart(frame: pd.DataFrame, lang: str = "en") -> alt.Chart:
+    """A 100% stacked bar per segment of :func:`pos_spending`: each merchant category's share of spending."""
+    data = frame.rename(columns={"mcc_label": "channel_label", "pos_count": "txn_count"})
+    return channel_mix_chart(data, lang, title=str(frame.attrs.get("title", "")))
+
+
 # ------------------------------------------------------------------------------------------------ charts
 _VALUE_TITLES: dict[str, dict[str, str]] = {
     "customers": {"en": "Customers", "zh": "客户数"},
