@@ -240,12 +240,9 @@ def _principal(args: argparse.Namespace, home: Home) -> Any:
         return principal_for(args.as_user, home)
     except UnknownUser as exc:  # audited too: someone tried a name that is not a user
         nobody = Principal(user_id=str(args.as_user)[:64], display_name="", role="<unknown user>")
-        if args.command == "audit":
-            action = "read_audit"
-        elif args.command == "target":
-            action = f"target_{args.target_command}"
-        else:
-            action = f"customer_{args.customer_command}"
+        # the audited action: read_audit, or <command>_<sub-command> (customer_show, target_run, ...)
+        sub = getattr(args, f"{args.command}_command", None)
+        action = "read_audit" if args.command == "audit" else f"{args.command}_{sub}" if sub else args.command
         audit_log(home, nobody, action, getattr(args, "customer_id", ""), None, outcome="unknown_user")
         raise CliError(str(exc), EXIT_ERROR) from exc
     except PolicyError as exc:
@@ -592,20 +589,6 @@ def _cmd_target_backtest(args: argparse.Namespace, home: Home) -> int:
     return EXIT_OK
 
 
-def _segment_principal(args: argparse.Namespace, home: Home) -> Any:
-    """The principal of ``--as`` for ``cim segment``; an unknown user is audited and exits 1."""
-    from cimlib.access import PolicyError, Principal, UnknownUser, audit_log, principal_for
-
-    try:
-        return principal_for(args.as_user, home)
-    except UnknownUser as exc:
-        nobody = Principal(user_id=str(args.as_user)[:64], display_name="", role="<unknown user>")
-        audit_log(home, nobody, f"segment_{args.segment_command}", "", None, outcome="unknown_user")
-        raise CliError(str(exc), EXIT_ERROR) from exc
-    except PolicyError as exc:
-        raise CliError(str(exc), EXIT_ERROR) from exc
-
-
 def _segment_pairs(items: Sequence[str] | None, what: str) -> dict[str, list[str]]:
     """``dim=m1,m2`` arguments as ``{dim: [m1, m2]}``."""
     out: dict[str, list[str]] = {}
@@ -652,7 +635,7 @@ def _cmd_segment_build(args: argparse.Namespace, home: Home) -> int:
 def _cmd_segment_pivot(args: argparse.Namespace, home: Home) -> int:
     from cimlib.segmentation import pivot
 
-    who = _segment_principal(args, home)
+    who = _principal(args, home)
     filters = _segment_pairs(args.filter, "--filter")
     frame = _segment_call(lambda: pivot(who, args.rows, args.cols, args.measure, args.as_of, filters,
                                         home, args.lang))  # fmt: skip
@@ -686,7 +669,7 @@ def _cmd_segment_drill(args: argparse.Namespace, home: Home) -> int:
     from cimlib.customer._data import json_safe
     from cimlib.segmentation import drill
 
-    who = _segment_principal(args, home)
+    who = _principal(args, home)
     cell = {k: v[0] for k, v in _segment_pairs(args.cell, "--cell").items()}
     app_url = args.app_url or os.environ.get("CIM_APP_URL")
     frame = _segment_call(lambda: drill(who, cell, args.as_of, home, args.limit, args.lang, app_url))
