@@ -261,3 +261,20 @@ def test_cli_segment(home: Home, bank: Bank) -> None:
     bad = run_cim("segment", "pivot", "--as", "county_mgr_101", "--rows", "countyy", home=bank.home,
                   check=False)  # fmt: skip
     assert bad.returncode == 2 and "did you mean" in bad.stderr
+
+
+def test_period_pivot_is_each_months_cube(home: Home) -> None:
+    """The period on an axis: one column per month, each equal to that month's own pivot."""
+    who = principal_for("county_mgr_101", home)
+    trend = pivot(who, "customer_type", "period", measure="deposit_adb", home=home)
+    months = trend.attrs["months"]
+    assert len(months) == 4 and months == sorted(months) and list(trend.columns) == months
+    assert TOTAL not in trend.columns  # no total over months: balances are stocks
+    for m in months:
+        one = pivot(who, "customer_type", measure="deposit_adb", as_of=m, home=home)
+        assert trend.loc[TOTAL, m] == pytest.approx(one.loc[TOTAL, TOTAL])
+        assert trend.loc["I", m] == pytest.approx(one.loc["I", TOTAL])
+    rows = pivot(who, "period", "customer_type", home=home, filters={"period": months[-2:]})
+    assert list(rows.index) == months[-2:] and rows.attrs["filters"]["period"] == months[-2:]
+    with pytest.raises(CubeError, match="different dimensions"):
+        pivot(who, "period", "period", home=home)

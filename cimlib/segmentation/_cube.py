@@ -644,6 +644,8 @@ def pivot(
     if measure not in MEASURES:
         raise CubeError(f"unknown measure {measure!r}{_suggest(measure, MEASURES)}")
     all_dims = _load_dimensions(h)
+    if PERIOD in (rows, cols):
+        return _period_pivot(principal, all_dims, rows, cols, measure, as_of, filters, h, lang)
     _dims(all_dims, [rows] + ([cols] if cols else []))
     if cols == rows:
         raise CubeError("rows and cols must be different dimensions")
@@ -691,6 +693,73 @@ def pivot(
         customers=_nested(customers.mask(sup)), share=_nested(share) if share is not None else None,
         suppressed=_nested(sup), mom=mom, yoy=yoy, prev_month=prev_month, year_ago=year_ago,
         scope=principal.scope_label,
+    )  # fmt: skip
+    return out
+
+
+PERIOD = "period"
+#: Months a period pivot shows by default (ending at ``as_of``).
+PERIOD_MONTHS = 12
+
+
+def _period_pivot(
+    principal: Principal, all_dims: Dimensions, rows: str, cols: str | None, measure: str,
+    as_of: str | dt.date | None, filters: Mapping[str, Sequence[str]] | None, home: D.HomeLike, lang: str,
+) -> pd.DataFrame:  # fmt: skip
+    """A pivot with the period on one axis: one column (or row) per month, from each month's cube.
+
+    The months are the ``PERIOD_MONTHS`` up to ``as_of``, or those a ``period`` filter names
+    (``YYYY-MM``). There is no total over months: balances are stocks, so the sum of twelve month-ends
+    means nothing; the other dimension keeps its subtotal.
+    """
+    other = cols if rows == PERIOD else rows
+    if other == PERIOD:
+        raise CubeError("rows and cols must be different dimensions")
+    flt_in = dict(filters or {})
+    wanted = flt_in.pop(PERIOD, None)
+    flt = _check_filters(all_dims, flt_in)
+    snap = D.snapshot(home)
+    day = D.resolve_as_of(snap, as_of)
+    months = [d for d in D.as_of_dates(snap) if d <= day]
+    if wanted:
+        pick = {D.resolve_as_of(snap, w) for w in wanted}
+        months = [d for d in months if d in pick]
+    else:
+        months = months[-PERIOD_MONTHS:]
+    axis = other or "customer_type"
+    _dims(all_dims, [axis])
+    values, counts = {}, {}
+    ids: list[str] = []
+    for m in months:
+        full, row_ids, _ = _table(principal, all_dims, axis, None, m, flt, home, snap)
+        key = m.strftime("%Y-%m")
+        values[key] = _grid(full, measure, row_ids, [TOTAL])[TOTAL]
+        counts[key] = _grid(full, "customers", row_ids, [TOTAL])[TOTAL]
+        ids += [i for i in row_ids if i not in ids]
+    ids = [*_order(all_dims[axis], [i for i in ids if i != TOTAL]), TOTAL] if other else [TOTAL]
+    out = pd.DataFrame(values).reindex(index=ids)
+    customers = pd.DataFrame(counts).reindex(index=ids)
+    sup = (
+        _suppress(customers, principal.min_cell)
+        if not principal.can_view_detail
+        else pd.DataFrame(False, index=out.index, columns=out.columns)
+    )
+    out, customers = out.mask(sup), customers.mask(sup)
+    total_label = "合计" if lang.startswith("zh") else "Total"
+    labels = {i: (total_label if i == TOTAL else all_dims[axis].label_of(i, lang)) for i in ids}
+    month_labels = {k: k for k in values}
+    if rows == PERIOD:
+        out, customers, sup = out.T, customers.T, sup.T
+        row_labels, col_labels = month_labels, labels if other else {TOTAL: total_label}
+    else:
+        row_labels, col_labels = labels, month_labels
+    out.index.name, out.columns.name = rows, cols
+    out.attrs.update(
+        measure=measure, rows=rows, cols=cols, filters={**flt, **({PERIOD: list(wanted)} if wanted else {})},
+        as_of=day.isoformat(), snapshot_id=snap.snapshot_id, dims_version=all_dims.version,
+        min_cell=principal.min_cell, row_labels=row_labels, col_labels=col_labels,
+        customers=_nested(customers), share=None, suppressed=_nested(sup), mom=None, yoy=None,
+        prev_month=None, year_ago=None, scope=principal.scope_label, months=list(values),
     )  # fmt: skip
     return out
 
