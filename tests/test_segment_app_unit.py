@@ -178,6 +178,7 @@ def test_provincial_analyst_sees_aggregates_only_with_small_cells_suppressed(ban
     assert n_sup > 0  # the test bank has small cells at this grain
     assert app.pivot_table.value.count('class="cim-suppressed"') == n_sup
     assert "cim-suppressed-note" in app.pivot_table.value and "5" in app.pivot_table.value
+    assert "桐庐县农村商业银行" in app.pivot_table.value  # county banks by name, not code
     # Every shown inner value is at least k customers.
     for line in table_cells(app.pivot_table.value)[:-1]:
         for cell in line[1:-1]:

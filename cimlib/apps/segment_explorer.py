@@ -628,12 +628,32 @@ class SegmentApp:
         except NotPermitted:
             self._set_status("segment.no_access")
             return None
+        self._name_orgs(frame)
         self.frame = frame
         self.drill_frame = None
         self._set_status(None)
         self._fill_drill_members()
         self._render()
         return frame
+
+    def _name_orgs(self, frame: pd.DataFrame) -> None:
+        """Label org members (county banks, branches) by their names rather than their codes."""
+        from cimlib.access._warehouse import org_name_of
+        from cimlib.customer import _data as D
+
+        for dim_key, labels_key in (("rows", "row_labels"), ("cols", "col_labels")):
+            dim_id = frame.attrs.get(dim_key)
+            if not dim_id or self.dims[dim_id].kind != "org":
+                continue
+            labels = dict(frame.attrs.get(labels_key) or {})
+            try:
+                home = D.resolve_home(self.home)
+                for code in labels:
+                    if code != TOTAL:
+                        labels[code] = org_name_of(home, code) or labels[code]
+            except Exception:  # the codes stay
+                log.warning("org names unavailable", exc_info=True)
+            frame.attrs[labels_key] = labels
 
     def _fill_drill_members(self) -> None:
         if self.frame is None:
