@@ -32,7 +32,7 @@ def test_the_shipped_dimensions_load() -> None:
     assert {"loan_balance", "deposit_adb", "n_products", "txn_amount", "txn_count", "credit_line_amount",
             "aum", "age", "monthly_income", "education", "occupation", "sex", "economic_nature",
             "enterprise_form", "industry", "five_class", "loan_form", "deposit_product", "loan_product",
-            "main_channel", "county", "branch", "period"} <= set(dims.items)  # fmt: skip
+            "main_channel", "county", "branch", "period", "contribution"} <= set(dims.items)  # fmt: skip
     assert len(dims.version) == 12
 
 

@@ -55,6 +55,13 @@ LOANS = [
 @pytest.fixture(scope="module")
 def con() -> duckdb.DuckDBPyConnection:
     c = duckdb.connect()
+    # The segment base joins the month's contribution (cimlib.segmentation.prepare defines it from
+    # parameters/value.yaml over the warehouse); this fixture has no accounts, so nobody has one.
+    c.execute(
+        "CREATE MACRO cim_contribution_at(d) AS TABLE "
+        "SELECT CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS DECIMAL(18, 2)) AS contribution "
+        "WHERE FALSE"
+    )
     c.execute(
         "CREATE TABLE dim_customer (customer_id VARCHAR, customer_type VARCHAR, county_code VARCHAR, "
         "home_org_code VARCHAR, manager_no VARCHAR, age INTEGER, monthly_income DECIMAL(18,2), "

@@ -278,3 +278,16 @@ def test_period_pivot_is_each_months_cube(home: Home) -> None:
     assert list(rows.index) == months[-2:] and rows.attrs["filters"]["period"] == months[-2:]
     with pytest.raises(CubeError, match="different dimensions"):
         pivot(who, "period", "period", home=home)
+
+
+def test_contribution_is_a_measure_and_a_dimension(home: Home) -> None:
+    """The cube's contribution is the value module's, summed; the contribution buckets cover everyone."""
+    from cimlib.value import contribution
+
+    who = principal_for("county_mgr_101", home)
+    grid = pivot(who, "contribution", "customer_type", measure="contribution", home=home)
+    want = contribution(who, home=home)["contribution"].sum()
+    assert float(grid.loc[TOTAL, TOTAL]) == pytest.approx(float(want), abs=0.05)
+    counts = pivot(who, "contribution", home=home)
+    assert counts.loc[TOTAL, TOTAL] == len(contribution(who, home=home))
+    assert "CT_NA" not in counts.index  # every customer of the month has a contribution

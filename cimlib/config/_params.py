@@ -76,14 +76,17 @@ def _validators(h: Home) -> list[tuple[str, Callable[[], object]]]:
     from cimlib.access import load_policy
     from cimlib.customer._settings import load_settings
     from cimlib.ingest import load_mapping
-    from cimlib.segmentation import load_dimensions
+    from cimlib.segmentation import load_analyses_params, load_dimensions
     from cimlib.targeting import list_rulesets, load_ruleset
     from cimlib.targeting._backtest import load_params
+    from cimlib.value import load_value_params
 
     out: list[tuple[str, Callable[[], object]]] = [
         ("access.yaml", lambda: load_policy(h)),
         ("customer360.yaml", lambda: load_settings(h)),
         ("dimensions.yaml", lambda: load_dimensions(h)),
+        ("analyses.yaml", lambda: load_analyses_params(h)),
+        ("value.yaml", lambda: load_value_params(h)),
     ]
     sources = h.parameters / "sources"
     for p in sorted(sources.glob("*.yaml")) if sources.is_dir() else []:
@@ -121,7 +124,7 @@ def coverage_problems(home: HomeLike, dims: Dimensions, as_of: str | dt.date | N
         One per dimension with uncovered customers, naming the dimension, the count and the values.
     """
     from cimlib.customer._data import resolve_as_of, snapshot
-    from cimlib.segmentation import BASE_SQL, coverage_sql
+    from cimlib.segmentation import BASE_SQL, coverage_sql, prepare
 
     snap = snapshot(_home(home))
     d = resolve_as_of(snap, as_of)
@@ -134,6 +137,7 @@ def coverage_problems(home: HomeLike, dims: Dimensions, as_of: str | dt.date | N
         for x in checked
     )
     with snap.lock:
+        prepare(snap.con, home)
         row = snap.con.execute(f"SELECT {counts} FROM ({BASE_SQL}) AS s", {"as_of": d}).fetchone()
     out: list[Problem] = []
     for dim, n in zip(checked, row or (), strict=False):
@@ -385,7 +389,7 @@ def diff_dimensions(
     """
     from cimlib.customer._data import resolve_as_of, snapshot
     from cimlib.engine import connect
-    from cimlib.segmentation import BASE_SQL, load_dimensions
+    from cimlib.segmentation import BASE_SQL, load_dimensions, prepare
 
     h = _home(home)
     new = load_proposed_dimensions(new_path_or_text)
@@ -394,6 +398,7 @@ def diff_dimensions(
     # A connection of its own: the shared reader runs one thread, a whole-bank scan wants them all.
     con = connect(h)
     try:
+        prepare(con, h)
         frame = move_frame(con, BASE_SQL, old, new, {"as_of": d}, lang=lang)
     finally:
         con.close()
@@ -434,6 +439,9 @@ OUTPUTS: dict[str, Output] = {
 #: are read at every request, source mappings at the next ingest, the 360 thresholds at every view.
 DEPENDENCIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("dimensions.yaml", ("segment_cubes",)),
+    # the cube's contribution measure and bucket; contribution itself is computed when read
+    ("value.yaml", ("segment_cubes",)),
+    ("analyses.yaml", ()),  # provision rates and bands, read at every analysis
     ("churn.yaml", ("churn_model",)),
     ("targeting/*.yaml", ()),  # lists and backtests are computed on demand
     ("access.yaml", ()),  # read at every request
@@ -463,7 +471,7 @@ def _run_cubes(h: Home) -> dict[str, Any]:
         return {"status": "skipped", "reason": "no published warehouse"}
     month = _latest_month(h)
     build_cube = importlib.import_module("cimlib.segmentation._cube").build_cube
-    info = build_cube(h, month)
+    info = build_cube(h, month, force=True)  # value.yaml changes keep the dimensions version
     return {"status": "rebuilt", "as_of": month, "cube": _jsonable(info)}
 
 

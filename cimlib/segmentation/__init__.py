@@ -51,6 +51,7 @@ from cimlib.segmentation._dimensions import (
     dimensions_path,
     load_dimensions,
     member_sql,
+    prepare,
 )
 
 __all__ = [
@@ -91,6 +92,7 @@ __all__ = [
     "pivot",
     "pos_spending",
     "pos_spending_chart",
+    "prepare",
     "rfm_segments",
     "slice_cube",
     "suppress_small",

@@ -37,7 +37,15 @@ from cimlib.charts._charts import _money, _money_format, _style
 from cimlib.config import Home, get_home
 from cimlib.customer import _data as D
 from cimlib.i18n import code_label, money_unit
-from cimlib.segmentation._dimensions import BASE_SQL, Bucket, Dimension, Dimensions, Text, load_dimensions
+from cimlib.segmentation._dimensions import (
+    BASE_SQL,
+    Bucket,
+    Dimension,
+    Dimensions,
+    Text,
+    load_dimensions,
+    prepare,
+)
 
 Scope = tuple[str, Sequence[Any]]
 ALL: Scope = ("TRUE", ())
@@ -235,6 +243,7 @@ def _reading(
     scope = scope_clause(principal, "d")
     with snap.lock:
         con = snap.con
+        prepare(con, home if isinstance(home, Home) else D.resolve_home(home))
         old = con.execute("SELECT current_setting('threads')").fetchone()[0]
         con.execute(f"SET threads = {_threads()}")
         try:

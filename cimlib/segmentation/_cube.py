@@ -34,7 +34,15 @@ import pandas as pd
 
 from cimlib.access import NotPermitted, Principal, audit_log, mask_value, require_detail, scope_clause
 from cimlib.customer import _data as D
-from cimlib.segmentation._dimensions import _MAIN_CHANNEL, BASE_SQL, Dimension, Dimensions, load_dimensions
+from cimlib.segmentation._dimensions import (
+    _MAIN_CHANNEL,
+    BASE_SQL,
+    CONTRIBUTION_MACRO,
+    Dimension,
+    Dimensions,
+    load_dimensions,
+    prepare,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +67,7 @@ SUMS: dict[str, str] = {
     "credit_line_used": "sum(c.credit_line_used)",
     "txn_count": "CAST(sum(c.txn_count) AS BIGINT)",
     "txn_amount": "sum(c.txn_amount)",
+    "contribution": "sum(c.contribution)",
     "loan_customers": "count(*) FILTER (WHERE c.loan_balance > 0)",
     "deposit_customers": "count(*) FILTER (WHERE c.deposit_balance > 0)",
     "credit_line_customers": "count(*) FILTER (WHERE c.credit_line_amount > 0)",
@@ -73,11 +82,12 @@ RATIOS: dict[str, tuple[str, str]] = {
     "avg_credit_line_amount": ("credit_line_amount", "customers"),
     "avg_txn_count": ("txn_count", "customers"),
     "avg_txn_amount": ("txn_amount", "customers"),
+    "avg_contribution": ("contribution", "customers"),
 }
 MEASURES: tuple[str, ...] = (*SUMS, *RATIOS)
 _BASE_MEASURES = (
     "deposit_adb", "deposit_balance", "aum", "loan_balance", "npl_balance", "credit_line_amount",
-    "credit_line_used", "txn_count", "txn_amount",
+    "credit_line_used", "txn_count", "txn_amount", "contribution",
 )  # fmt: skip
 _FROM_MONTH = {
     "customer_type", "as_of_date", "deposit_adb", "deposit_balance", "aum", "loan_balance", "npl_balance",
@@ -197,10 +207,12 @@ def _threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _arrow(snap: Any, sql: str, params: dict[str, Any]) -> Any:
+def _arrow(snap: Any, sql: str, params: dict[str, Any], home: D.HomeLike = None) -> Any:
     """Run ``sql`` on the read-only snapshot with all cores (readers default to one); an Arrow table."""
     with snap.lock:
         con = snap.con
+        if CONTRIBUTION_MACRO in sql:
+            prepare(con, home)
         old = con.execute("SELECT current_setting('threads')").fetchone()[0]
         con.execute(f"SET threads = {_threads()}")
         try:
@@ -236,15 +248,22 @@ def _base_sql(columns: set[str], wide: bool, scope_sql: str = "TRUE", identity: 
     for c in sorted(columns - {"customer_id"}):
         if c == "main_channel":
             expr = _MAIN_CHANNEL.replace("m.", f"{m}.")
+        elif c == "contribution":
+            expr = "cv.contribution"
         else:
             expr = f"{m if c in _FROM_MONTH else 'd'}.{c}"
         sel.append(f"{expr} AS {c}")
     if identity:
         sel += [f"{e} AS {n}" for n, e in _IDENTITY.items() if n not in columns]
+    cv = (
+        f" LEFT JOIN {CONTRIBUTION_MACRO}($as_of) AS cv ON cv.customer_id = {m}.customer_id"
+        if "contribution" in columns
+        else ""
+    )
     src = (
-        "mart_customer_wide AS d WHERE d.as_of_date = $as_of"
+        f"mart_customer_wide AS d{cv} WHERE d.as_of_date = $as_of"
         if wide
-        else "mart_customer_month AS m JOIN dim_customer AS d ON d.customer_id = m.customer_id "
+        else f"mart_customer_month AS m JOIN dim_customer AS d ON d.customer_id = m.customer_id{cv} "
         "WHERE m.as_of_date = $as_of"
     )
     return f"SELECT {', '.join(sel)} FROM {src} AND ({scope_sql})"
@@ -367,7 +386,7 @@ def build_cube(
     wide = day == D.as_of_dates(snap)[-1]
     sql = cube_sql(ds, wide=wide)
     t1 = time.perf_counter()
-    table = _arrow(snap, sql, {"as_of": day})
+    table = _arrow(snap, sql, {"as_of": day}, h)
     t2 = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -476,7 +495,7 @@ def _cells(
             ssql, sparams = _named(*scope_clause(principal, "d"), "s")
             sql = cube_sql(_dims(all_dims, grouped), wide=day == D.as_of_dates(snap)[-1], sets=[grouped],
                            scope_sql=ssql)  # fmt: skip
-            df = snap.cache[key] = _to_pandas(_arrow(snap, sql, {"as_of": day, **sparams}))
+            df = snap.cache[key] = _to_pandas(_arrow(snap, sql, {"as_of": day, **sparams}, home))
     else:
         ids = list(DEFAULT_DIMS) if set(grouped) <= set(DEFAULT_DIMS) else grouped
         info = build_cube(home, day, ids, dimensions=all_dims)
@@ -913,7 +932,7 @@ def drill(
         f"SELECT {sel}, count(*) OVER () AS _total FROM ({_base_sql(cols, wide, ssql, identity=True)}) AS s "
         f"WHERE {where} ORDER BY s.customer_id LIMIT $lim"
     )
-    df = _to_pandas(_arrow(snap, sql, params))
+    df = _to_pandas(_arrow(snap, sql, params, h))
     total = int(df["_total"].iloc[0]) if len(df) else 0
     df = df.drop(columns="_total")
     if len(df):

@@ -57,6 +57,7 @@ BASE_COLUMNS: dict[str, str] = {
     "customer_txn_amount": "number",
     "credit_line_amount": "number",
     "credit_line_used": "number",
+    "contribution": "number",
     "worst_five_class": "code",
     "main_channel": "code",
     "main_loan_form": "code",
@@ -73,7 +74,9 @@ _MAIN_CHANNEL = (
 )
 
 #: One row per customer at ``$as_of`` (a month-end of the warehouse): attributes, the month's measures,
-#: and the customer's main loan form, loan product and deposit product (those of the largest balance).
+#: the customer's main loan form, loan product and deposit product (those of the largest balance), and the
+#: month's contribution (FTP, ``parameters/value.yaml``). Run :func:`prepare` on a connection first: the
+#: contribution comes from a temporary table macro built from the value parameters.
 BASE_SQL = f"""
 SELECT
     m.customer_id, m.as_of_date, m.customer_type,
@@ -83,9 +86,11 @@ SELECT
     m.txn_count, m.txn_amount, m.customer_txn_count, m.customer_txn_amount,
     m.credit_line_amount, m.credit_line_used, m.worst_five_class,
     {_MAIN_CHANNEL} AS main_channel,
-    ln.main_loan_form, ln.main_loan_product, dp.main_deposit_product
+    ln.main_loan_form, ln.main_loan_product, dp.main_deposit_product,
+    cv.contribution
 FROM mart_customer_month AS m
 JOIN dim_customer AS d ON d.customer_id = m.customer_id
+LEFT JOIN cim_contribution_at($as_of) AS cv ON cv.customer_id = m.customer_id
 LEFT JOIN (
     SELECT l.customer_id, arg_max(l.loan_form, l.balance) AS main_loan_form,
            arg_max(p.subtype, l.balance) AS main_loan_product
@@ -101,6 +106,23 @@ LEFT JOIN (
 ) AS dp ON dp.customer_id = m.customer_id
 WHERE m.as_of_date = $as_of
 """
+
+
+CONTRIBUTION_MACRO = "cim_contribution_at"
+
+
+def prepare(con: Any, home: Home | str | None = None) -> None:
+    """Define on ``con`` what the segment base reads besides the warehouse tables.
+
+    The contribution per customer (:func:`cimlib.value.contribution_sql` with the installation's
+    ``parameters/value.yaml``) becomes a temporary table macro ``cim_contribution_at(as_of)``, so the
+    base reads today's parameters without a rebuild. Temporary objects are allowed on the read-only
+    snapshot connections; redefining costs about a millisecond.
+    """
+    from cimlib.value import contribution_sql, load_value_params
+
+    sql = contribution_sql(load_value_params(home)).replace("$as_of", "cim_as_of")
+    con.execute(f"CREATE OR REPLACE TEMP MACRO {CONTRIBUTION_MACRO}(cim_as_of) AS TABLE {sql}")
 
 
 class DimensionError(ValueError):
