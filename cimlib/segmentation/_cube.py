@@ -914,7 +914,8 @@ def drill(
     wide = day == D.as_of_dates(snap)[-1]
     ssql, params = _named(*scope_clause(principal, "d"), "s")
     params["as_of"] = day
-    cols = {d.column for d in ds} | set(_BASE_MEASURES) | {"customer_type"}
+    # the drill list shows no contribution: computing it for the whole bank would cost more than the list
+    cols = {d.column for d in ds} | (set(_BASE_MEASURES) - {"contribution"}) | {"customer_type"}
     conds = []
     for i, d in enumerate(ds):
         member = fixed[d.id]
