@@ -288,6 +288,12 @@ def move_frame(
         frame = pd.DataFrame(columns=_DIFF_COLUMNS)
         frame.attrs["unchanged"] = unchanged
         return frame
+    from cimlib.segmentation._dimensions import BASE_SQL as full_base
+    from cimlib.segmentation._dimensions import base_sql as lean_base
+
+    reads = {d.column for p in pairs for d in p[1:] if d is not None}
+    if base_sql == full_base and "contribution" not in reads:
+        base_sql = lean_base(contribution=False)  # no changed dimension reads it: skip the FTP computation
     rows = con.execute(move_sql(pairs, base_sql), params or {}).fetchall()
     frame = pd.DataFrame.from_records(
         rows, columns=["dimension", "from_member", "to_member", "customers", "deposit_adb"]

@@ -38,11 +38,11 @@ from cimlib.config import Home, get_home
 from cimlib.customer import _data as D
 from cimlib.i18n import code_label, money_unit
 from cimlib.segmentation._dimensions import (
-    BASE_SQL,
     Bucket,
     Dimension,
     Dimensions,
     Text,
+    base_sql,
     load_dimensions,
     prepare,
 )
@@ -156,7 +156,7 @@ def _scoped_base(scope: Scope) -> tuple[str, dict[str, Any]]:
     from cimlib.targeting._run import _named
 
     sql, named = _named(scope[0], list(scope[1]), "s")
-    base = BASE_SQL.rstrip()
+    base = base_sql(contribution=False).rstrip()  # no analysis reads contribution
     if not base.endswith("WHERE m.as_of_date = $as_of"):  # the scope is appended to the base's WHERE
         raise RuntimeError("BASE_SQL no longer ends with its as-of condition")
     return f"{base}\n  AND ({sql})", named
