@@ -19,6 +19,7 @@ import pytest
 from cimlib.apps import SegmentApp, segment_explorer_app
 from cimlib.apps import segment_explorer as se
 from cimlib.i18n import t
+from cimlib.segmentation._cube import TOTAL
 from cimlib.serve import sign_identity
 from cimlib.serve._token import SECRET_ENV, TOKEN_ENV
 
@@ -263,3 +264,25 @@ def test_segment_notebook_has_no_logic_and_no_outputs() -> None:
         assert cell.get("outputs") == [] and cell.get("execution_count") is None
         tree = ast.parse("".join(cell["source"]))
         assert not [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef | ast.Lambda)]
+
+
+def test_a_click_on_a_pivot_cell_lists_its_customers(manager_app: SegmentApp) -> None:
+    """Small pivots are drawn as cell buttons; a click drills into that cell."""
+    from cimlib.segmentation import drill
+
+    app = manager_app
+    assert app.pivot_grid.layout.display == "grid" and app.pivot_table.layout.display == "none"
+    frame = app.frame
+    assert set(app.cell_buttons) == {(str(r), str(c)) for r in frame.index for c in frame.columns}
+    app.cell_buttons[("C", TOTAL)].click()
+    assert (app.row_member.value, app.col_member.value) == ("C", TOTAL)
+    want = drill(app.principal, {"customer_type": "C"}, home=app.home)
+    assert list(app.drill_frame["customer_id"]) == list(want["customer_id"])
+    assert app.drill_frame.attrs["total"] == want.attrs["total"] == frame.loc["C", TOTAL]
+
+
+def test_roles_without_detail_get_no_cell_buttons(bank: Any) -> None:
+    app = SegmentApp(principal(bank, "prov_analyst"), home=bank.home, lang="en")
+    app.rows.value, app.cols.value = "customer_type", "deposit_adb"
+    app.run_button.click()
+    assert app.cell_buttons == {} and app.pivot_grid.layout.display == "none"

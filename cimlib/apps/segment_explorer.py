@@ -31,8 +31,8 @@ TOTAL = "_total"
 #: The measures offered, in the order shown (ids of :data:`cimlib.segmentation.MEASURES`).
 APP_MEASURES: tuple[str, ...] = (
     "customers", "deposit_adb", "deposit_balance", "aum", "loan_balance", "npl_balance",
-    "credit_line_amount", "txn_count", "txn_amount", "npl_ratio", "utilisation", "avg_deposit_adb",
-    "avg_aum", "avg_loan_balance", "avg_txn_count", "avg_txn_amount",
+    "credit_line_amount", "txn_count", "txn_amount", "contribution", "npl_ratio", "utilisation",
+    "avg_deposit_adb", "avg_aum", "avg_loan_balance", "avg_txn_count", "avg_txn_amount", "avg_contribution",
 )  # fmt: skip
 _COUNTS = {"customers", "txn_count"}
 _PERCENT = {"npl_ratio", "utilisation"}
@@ -43,6 +43,9 @@ MAX_FILTERS = 3
 DRILL_LIMIT = 500
 #: Filter combinations one drill-through may expand to (one drill call each).
 MAX_DRILL_COMBOS = 60
+#: Pivots up to this many cells (totals included) are drawn as a grid of buttons: a click on a cell
+#: lists its customers. Larger ones (and roles without detail) get the HTML heat map and the chooser.
+MAX_CLICK_CELLS = 400
 _DRILL_HIDDEN = ["county_code"]
 
 _SEGMENT_CSS = """<style>
@@ -442,6 +445,9 @@ class SegmentApp:
         self.summary.add_class("cim-summary")
         self.pivot_table = w.HTML()
         self.pivot_table.add_class("cim-pivot-table")
+        self.pivot_grid = w.GridBox(layout=w.Layout(display="none"))
+        self.pivot_grid.add_class("cim-pivot-grid")
+        self.cell_buttons: dict[tuple[str, str], w.Button] = {}
         self.chart = w.HTML()
         self.chart.add_class("cim-pivot-chart")
         self.row_member = w.Dropdown(layout=w.Layout(width="300px"), style=st)
@@ -458,7 +464,8 @@ class SegmentApp:
         self.drill_list = w.HTML()
         self.drill_list.add_class("cim-drill-list")
         self.results = w.VBox(
-            [self.summary, self.pivot_table, self.chart, self.drill_box, self.drill_summary, self.drill_list],
+            [self.summary, self.pivot_table, self.pivot_grid, self.chart, self.drill_box, self.drill_summary,
+             self.drill_list],
             layout=w.Layout(display="none"),
         )
         self.results.add_class("cim-segment-results")
@@ -817,6 +824,7 @@ class SegmentApp:
             f"<div>{html.escape(t('segment.summary', lang, measure=measure, as_of=as_of))}</div>"
         )
         self.pivot_table.value = pivot_html(frame, lang)
+        self._render_grid()
         cols = frame.attrs.get("cols")
         title = (
             measure
@@ -829,6 +837,52 @@ class SegmentApp:
         self.drill_summary.value = ""
         self.drill_list.value = ""
         self.results.layout.display = "flex"
+
+    def _render_grid(self) -> None:
+        """Draw a small pivot as clickable cells (the heat map's colours); a click lists the customers."""
+        frame, lang = self.frame, self.lang
+        self.cell_buttons = {}
+        small = frame is not None and frame.size <= MAX_CLICK_CELLS
+        if frame is None or not small or not self.can_view_detail:
+            self.pivot_grid.children = ()
+            self.pivot_grid.layout.display = "none"
+            self.pivot_table.layout.display = None
+            return
+        measure = str(frame.attrs.get("measure", "customers"))
+        rl, cl = frame.attrs.get("row_labels") or {}, frame.attrs.get("col_labels") or {}
+        inner = frame.drop(index=TOTAL, errors="ignore").drop(columns=TOTAL, errors="ignore")
+        vals = pd.to_numeric(inner.stack(), errors="coerce") if inner.size else pd.Series(dtype=float)
+        top = float(vals.max()) if len(vals.dropna()) else 0.0
+        corner = w.HTML(f"<b>{html.escape(str(frame.attrs.get('row_title') or ''))}</b>")
+        cells: list[w.Widget] = [corner]
+        cells += [w.HTML(f"<b>{html.escape(str(cl.get(c, c)))}</b>") for c in frame.columns]
+        for r in frame.index:
+            cells.append(w.HTML(f"<b>{html.escape(str(rl.get(r, r)))}</b>"))
+            for c in frame.columns:
+                v = frame.loc[r, c]
+                b = w.Button(
+                    description=format_measure(measure, v, lang),
+                    tooltip=f"{rl.get(r, r)} × {cl.get(c, c)}",
+                    layout=w.Layout(width="auto"),
+                )
+                b.add_class("cim-cell-button")
+                if r != TOTAL and c != TOTAL:
+                    b.style.button_color = _shade(v, top)
+                    b.style.text_color = _text_color(v, top)
+                else:
+                    b.style.font_weight = "bold"
+                b.on_click(lambda _b, r=str(r), c=str(c): self._guard(lambda: self._click(r, c)))
+                self.cell_buttons[(str(r), str(c))] = b
+                cells.append(b)
+        self.pivot_grid.children = tuple(cells)
+        columns = len(frame.columns)
+        self.pivot_grid.layout.grid_template_columns = f"max-content repeat({columns}, max-content)"
+        self.pivot_grid.layout.display = "grid"
+        self.pivot_table.layout.display = "none"
+
+    def _click(self, row_member: str, col_member: str) -> None:
+        self.select_cell(row_member, col_member)
+        self.drill()
 
     def _render_drill(self) -> None:
         frame, lang = self.drill_frame, self.lang
