@@ -13,7 +13,6 @@ import html
 import itertools
 import logging
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ import ipywidgets as w
 import pandas as pd
 
 from cimlib.apps.customer_360 import _CSS, chart_html, principal_text
-from cimlib.apps.target_search import _style, base_url_from, list_html
+from cimlib.apps.target_search import _style, list_html, signed_in_app
 from cimlib.i18n import DEFAULT_LANG, LANGS, format_count, format_money, money_unit, t
 
 log = logging.getLogger(__name__)
@@ -927,19 +926,10 @@ def segment_explorer_app(
     ipywidgets.VBox
         The app, or the denied view.
     """
-    from cimlib.apps._identity import principal_from_request
-    from cimlib.apps.customer_360 import denied_view
-    from cimlib.serve._token import IdentityError
-
-    try:
-        principal = principal_from_request(home=home, environ=environ)
-    except IdentityError as exc:
-        log.warning("segment app refused: %s", exc)
-        box = denied_view(lang)
-        box.children[1].value = f'<div class="cim-title">{html.escape(t("segment.title", lang))}</div>'
-        return box
-    env = environ if environ is not None else os.environ
-    return SegmentApp(principal, home=home, lang=lang, base_url=base_url_from(env)).widget
+    return signed_in_app(
+        lambda principal, base_url: SegmentApp(principal, home=home, lang=lang, base_url=base_url).widget,
+        "segment.title", lang=lang, home=home, environ=environ,
+    )  # fmt: skip
 
 
 def warm_up(home: Any = None) -> None:

@@ -1145,6 +1145,33 @@ def base_url_from(environ: Mapping[str, str]) -> str:
     return environ.get("VOILA_BASE_URL") or "/"
 
 
+def signed_in_app(
+    build: Callable[[Any, str], w.Widget],
+    title_key: str,
+    *,
+    lang: str,
+    home: Any,
+    environ: Mapping[str, str] | None,
+) -> w.Widget:
+    """An app for the signed-in user of this Voila kernel, or the denied view titled ``title_key``.
+
+    The principal comes from the server-signed identity token (never from the URL); ``build`` receives
+    it and the server's base path (for links between apps).
+    """
+    from cimlib.apps._identity import principal_from_request
+    from cimlib.apps.customer_360 import denied_view
+    from cimlib.serve._token import IdentityError
+
+    try:
+        principal = principal_from_request(home=home, environ=environ)
+    except IdentityError as exc:
+        log.warning("app %s refused: %s", title_key, exc)
+        box = denied_view(lang)
+        box.children[1].value = f'<div class="cim-title">{html.escape(t(title_key, lang))}</div>'
+        return box
+    return build(principal, base_url_from(environ if environ is not None else os.environ))
+
+
 def target_search_app(
     *, lang: str = DEFAULT_LANG, home: Any = None, environ: Mapping[str, str] | None = None
 ) -> w.VBox:
@@ -1168,19 +1195,10 @@ def target_search_app(
     ipywidgets.VBox
         The app, or the denied view.
     """
-    from cimlib.apps._identity import principal_from_request
-    from cimlib.apps.customer_360 import denied_view
-    from cimlib.serve._token import IdentityError
-
-    try:
-        principal = principal_from_request(home=home, environ=environ)
-    except IdentityError as exc:
-        log.warning("target app refused: %s", exc)
-        box = denied_view(lang)
-        box.children[1].value = f'<div class="cim-title">{html.escape(t("target.title", lang))}</div>'
-        return box
-    env = environ if environ is not None else os.environ
-    return TargetApp(principal, home=home, lang=lang, base_url=base_url_from(env)).widget
+    return signed_in_app(
+        lambda principal, base_url: TargetApp(principal, home=home, lang=lang, base_url=base_url).widget,
+        "target.title", lang=lang, home=home, environ=environ,
+    )  # fmt: skip
 
 
 def warm_up(home: Any = None) -> None:
