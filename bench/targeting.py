@@ -17,7 +17,7 @@ The bank must be built (``cim build``); the issue's figures are for 1,000,000 cu
 * ``baseline``: the design's lean rule query, ``SELECT customer_id FROM mart_customer_wide WHERE
   aum >= 500000``, on the same connection and threads. Each time is also given as a ratio to it.
 
-The reader uses ``$CIM_TARGET_THREADS`` threads (default: all cores). Audit records go to a scratch
+Queries use ``$CIM_QUERY_THREADS`` threads (default: all cores). Audit records go to a scratch
 folder, not to the bank's log.
 """
 
@@ -68,13 +68,9 @@ def main() -> int:
 
     # ---- baseline, in the same run and on the same connection
     def baseline() -> None:
-        with snap.lock:
-            snap.con.execute(f"SET threads = {_threads()}")
-            snap.con.sql(
-                "SELECT customer_id FROM mart_customer_wide WHERE as_of_date = $d AND aum >= 500000",
-                params={"d": day},
-            ).to_arrow_table()
-            snap.con.execute("SET threads = 1")
+        snap.arrow(
+            "SELECT customer_id FROM mart_customer_wide WHERE as_of_date = $d AND aum >= 500000", {"d": day}
+        )
 
     base = median_ms(baseline, args.runs)
 
@@ -156,12 +152,6 @@ def main() -> int:
               f"{x['x_baseline']:>7.1f}")  # fmt: skip
     print(f"county {county[0]}: {county[1]:,} customers")
     return 0
-
-
-def _threads() -> int:
-    from cimlib.targeting._run import _threads as t
-
-    return t()
 
 
 if __name__ == "__main__":

@@ -23,10 +23,12 @@ from cimlib.access._scope import (
     mask_text,
     mask_value,
     mask_values,
+    name_params,
+    named_scope,
     require_detail,
     scope_clause,
 )
-from cimlib.access._warehouse import Snapshot, Warehouse, warehouse
+from cimlib.access._warehouse import Snapshot, Warehouse, query_threads, warehouse
 
 __all__ = [
     "NOT_FOUND_OR_NOT_PERMITTED",
@@ -48,8 +50,11 @@ __all__ = [
     "mask_text",
     "mask_value",
     "mask_values",
+    "name_params",
+    "named_scope",
     "policy_path",
     "principal_for",
+    "query_threads",
     "read_audit",
     "require_detail",
     "scope_clause",

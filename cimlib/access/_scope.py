@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cimlib.access._errors import NotPermitted
@@ -89,6 +89,28 @@ def scope_clause(principal: Principal, alias: str = "d") -> tuple[str, list[Any]
     if principal.scope == "managed" and principal.staff_no:
         return f"{alias}.manager_no = ?", [principal.staff_no]
     return "FALSE", []
+
+
+def name_params(sql: str, params: Sequence[Any], prefix: str) -> tuple[str, dict[str, Any]]:
+    """A service-written condition's ``?`` placeholders as ``$<prefix>N`` named parameters.
+
+    Services that assemble one query from several parts (scope, rules, cube cells) bind by name.
+    """
+    out, named, i = [], {}, 0
+    for ch in sql:
+        if ch == "?":
+            out.append(f"${prefix}{i}")
+            named[f"{prefix}{i}"] = params[i]
+            i += 1
+        else:
+            out.append(ch)
+    return "".join(out), named
+
+
+def named_scope(principal: Principal, alias: str = "d", prefix: str = "s") -> tuple[str, dict[str, Any]]:
+    """:func:`scope_clause` with named parameters ``$<prefix>N`` (see :func:`name_params`)."""
+    sql, params = scope_clause(principal, alias)
+    return name_params(sql, params, prefix)
 
 
 def require_detail(principal: Principal) -> None:

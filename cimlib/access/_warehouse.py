@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,27 @@ class Snapshot:
             cur = self.con.execute(sql, list(params))
             cols = [d[0] for d in cur.description]
             return cols, cur.fetchall()
+
+    @contextlib.contextmanager
+    def all_cores(self) -> Iterator[Any]:
+        """The connection, under the lock, running one heavy query on all cores (``query_threads``).
+
+        Readers run one thread (a 360 lookup is faster so); a whole-bank rule, cube or analysis wants
+        every core. The thread count is restored afterwards, also when the query fails.
+        """
+        with self.lock:
+            con = self.con
+            old = con.execute("SELECT current_setting('threads')").fetchone()[0]
+            con.execute(f"SET threads = {query_threads()}")
+            try:
+                yield con
+            finally:
+                con.execute(f"SET threads = {int(old)}")
+
+    def arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Run ``sql`` (named ``$params``) on all cores; the whole result as an Arrow table."""
+        with self.all_cores() as con:
+            return con.sql(sql, params=dict(params or {})).to_arrow_table()
 
     def close(self) -> None:
         """Close the connection (queries already returned are unaffected)."""
@@ -102,6 +123,18 @@ class Warehouse:
 
 
 THREADS_ENV = "CIM_READER_THREADS"
+QUERY_THREADS_ENV = "CIM_QUERY_THREADS"
+
+
+def query_threads() -> int:
+    """DuckDB threads of one heavy query on a reader (``Snapshot.all_cores``): ``$CIM_QUERY_THREADS``,
+    default every core."""
+    raw = os.environ.get(QUERY_THREADS_ENV)
+    try:
+        return max(1, min(int(raw), 64)) if raw else max(1, os.cpu_count() or 1)
+    except ValueError:
+        log.warning("ignoring %s=%r (not an integer)", QUERY_THREADS_ENV, raw)
+        return max(1, os.cpu_count() or 1)
 
 
 def _reader_threads() -> int:

@@ -31,7 +31,7 @@ import altair as alt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cimlib.access import NotPermitted, Principal, scope_clause
+from cimlib.access import NotPermitted, Principal, name_params, scope_clause
 from cimlib.access._yamlfile import load_yaml_model
 from cimlib.charts._charts import _money, _money_format, _style
 from cimlib.config import Home, get_home
@@ -153,9 +153,7 @@ def _query(con: Any, sql: str, params: dict[str, Any]) -> pd.DataFrame:
 
 def _scoped_base(scope: Scope) -> tuple[str, dict[str, Any]]:
     """:data:`BASE_SQL` limited to ``scope`` (a condition on ``dim_customer`` aliased ``d``)."""
-    from cimlib.targeting._run import _named
-
-    sql, named = _named(scope[0], list(scope[1]), "s")
+    sql, named = name_params(scope[0], list(scope[1]), "s")
     base = base_sql(contribution=False).rstrip()  # no analysis reads contribution
     if not base.endswith("WHERE m.as_of_date = $as_of"):  # the scope is appended to the base's WHERE
         raise RuntimeError("BASE_SQL no longer ends with its as-of condition")
@@ -164,9 +162,7 @@ def _scoped_base(scope: Scope) -> tuple[str, dict[str, Any]]:
 
 def _scope_join(scope: Scope, alias: str = "x") -> tuple[str, dict[str, Any]]:
     """A join of a customer-level relation aliased ``alias`` to ``dim_customer`` limited to ``scope``."""
-    from cimlib.targeting._run import _named
-
-    sql, named = _named(scope[0], list(scope[1]), "s")
+    sql, named = name_params(scope[0], list(scope[1]), "s")
     return f"JOIN dim_customer AS d ON d.customer_id = {alias}.customer_id AND ({sql})", named
 
 
@@ -236,20 +232,12 @@ def _reading(
     """The snapshot's connection (all cores, under its lock), the as-of date and the principal's scope."""
     if principal.scope == "none":
         raise NotPermitted(f"role {principal.role} has no access to customer data")
-    from cimlib.targeting._run import _threads
-
     snap = D.snapshot(home)
     date = D.resolve_as_of(snap, as_of)
     scope = scope_clause(principal, "d")
-    with snap.lock:
-        con = snap.con
+    with snap.all_cores() as con:
         prepare(con, home if isinstance(home, Home) else D.resolve_home(home))
-        old = con.execute("SELECT current_setting('threads')").fetchone()[0]
-        con.execute(f"SET threads = {_threads()}")
-        try:
-            yield con, date, (scope[0], tuple(scope[1]))
-        finally:
-            con.execute(f"SET threads = {int(old)}")
+        yield con, date, (scope[0], tuple(scope[1]))
 
 
 def _dims(home: Any) -> Dimensions:

@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from cimlib.access import NotPermitted, Principal, audit_log, mask_value, require_detail, scope_clause
+from cimlib.access import NotPermitted, Principal, audit_log, mask_values, named_scope, require_detail
 from cimlib.customer import _data as D
 from cimlib.segmentation._dimensions import (
     _MAIN_CHANNEL,
@@ -52,7 +52,6 @@ DEFAULT_DIMS: tuple[str, ...] = ("customer_type", "county", "branch", "deposit_a
 MAX_DIMS = 8
 TOTAL = "_total"  # the member id of a subtotal or the grand total in a pivot
 NONE = "_none"  # the member of customers a dimension puts in no member (e.g. a bucket list closed below)
-THREADS_ENV = "CIM_CUBE_THREADS"
 APP_360_PATH = "voila/render/customer_360.ipynb"
 
 #: Additive measures stored in the cube: name -> SQL aggregate over the base row ``c``.
@@ -199,32 +198,12 @@ def level_of(dim_ids: Sequence[str], grouped: Sequence[str]) -> int:
     return sum(1 << (n - 1 - i) for i, d in enumerate(dim_ids) if d not in grouped)
 
 
-def _threads() -> int:
-    raw = os.environ.get(THREADS_ENV)
-    try:
-        return max(1, int(raw)) if raw else max(1, os.cpu_count() or 1)
-    except ValueError:
-        return max(1, os.cpu_count() or 1)
-
-
 def _arrow(snap: Any, sql: str, params: dict[str, Any], home: D.HomeLike = None) -> Any:
     """Run ``sql`` on the read-only snapshot with all cores (readers default to one); an Arrow table."""
-    with snap.lock:
-        con = snap.con
+    with snap.all_cores() as con:
         if CONTRIBUTION_MACRO in sql:
             prepare(con, home)
-        old = con.execute("SELECT current_setting('threads')").fetchone()[0]
-        con.execute(f"SET threads = {_threads()}")
-        try:
-            return con.sql(sql, params=params).to_arrow_table()
-        finally:
-            con.execute(f"SET threads = {int(old)}")
-
-
-def _named(sql: str, params: Sequence[Any], prefix: str) -> tuple[str, dict[str, Any]]:
-    from cimlib.targeting._run import _named as named
-
-    return named(sql, params, prefix)
+        return con.sql(sql, params=params).to_arrow_table()
 
 
 def _base_sql(columns: set[str], wide: bool, scope_sql: str = "TRUE", identity: bool = False) -> str:
@@ -492,7 +471,7 @@ def _cells(
         key = f"cube:{principal.staff_no}:{all_dims.version}:{day}:{','.join(grouped)}"
         df = snap.cache.get(key)
         if df is None:
-            ssql, sparams = _named(*scope_clause(principal, "d"), "s")
+            ssql, sparams = named_scope(principal, "d", "s")
             sql = cube_sql(_dims(all_dims, grouped), wide=day == D.as_of_dates(snap)[-1], sets=[grouped],
                            scope_sql=ssql)  # fmt: skip
             df = snap.cache[key] = _to_pandas(_arrow(snap, sql, {"as_of": day, **sparams}, home))
@@ -838,14 +817,6 @@ def drill_down(
 
 
 # ---------------------------------------------------------------------------------------- drill-through
-def _mask(principal: Principal, field: str, values: Any, person: Any = None) -> list[Any]:
-    if principal.sees(field):
-        return list(values)
-    if person is None:
-        return [mask_value(principal, field, v) for v in values]
-    return [mask_value(principal, field, v) if p else v for v, p in zip(values, person, strict=True)]
-
-
 DRILL_COLUMNS = [
     "customer_id", "customer_type", "cust_name", "id_no", "phone", "county_code", "county_name",
     "home_org_code", "home_org_name", "manager_no", "manager_name", "deposit_adb", "aum", "loan_balance",
@@ -912,7 +883,7 @@ def drill(
     snap = D.snapshot(h)
     day = D.resolve_as_of(snap, as_of)
     wide = day == D.as_of_dates(snap)[-1]
-    ssql, params = _named(*scope_clause(principal, "d"), "s")
+    ssql, params = named_scope(principal, "d", "s")
     params["as_of"] = day
     # the drill list shows no contribution: computing it for the whole bank would cost more than the list
     cols = {d.column for d in ds} | (set(_BASE_MEASURES) - {"contribution"}) | {"customer_type"}
@@ -938,9 +909,9 @@ def drill(
     df = df.drop(columns="_total")
     if len(df):
         person = (df["customer_type"] == "I").to_numpy()
-        df["cust_name"] = _mask(principal, "name", df["cust_name"], person)
-        df["id_no"] = _mask(principal, "id_no", df["id_no"], person)
-        df["phone"] = _mask(principal, "phone", df["phone"])
+        df["cust_name"] = mask_values(principal, "name", df["cust_name"], person)
+        df["id_no"] = mask_values(principal, "id_no", df["id_no"], person)
+        df["phone"] = mask_values(principal, "phone", df["phone"])
     base = (app_url.rstrip("/") + "/") if app_url else ""
     df["link"] = [f"{base}{APP_360_PATH}?customer={c}" for c in df["customer_id"]]
     df.attrs.update(total=total, cell=fixed, as_of=day.isoformat(), snapshot_id=snap.snapshot_id)

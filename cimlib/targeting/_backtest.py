@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from cimlib.access import NotPermitted, Principal, Snapshot, audit_log
+from cimlib.access import NotPermitted, Principal, Snapshot, audit_log, name_params
 from cimlib.access._yamlfile import load_yaml_model
 from cimlib.customer import _data as D
 from cimlib.targeting._rules import Rule, RuleSet, targeting_dir
-from cimlib.targeting._run import Query, _by_type, _month_end, _named, _resolve, _scope, build_query, execute
+from cimlib.targeting._run import Query, _by_type, _month_end, _resolve, _scope, build_query, execute
 from cimlib.targeting._run import month_index as _month_index
 
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ def outcome_query(
     """
     p = params or BacktestParams()
     hits = build_query(rules, as_of, scope=scope, wide=False)
-    scope_sql, scope_params = _named(scope[0], scope[1], "bts")
+    scope_sql, scope_params = name_params(scope[0], scope[1], "bts")
     churn = ["coalesce(l.value_drop, FALSE)"]
     if p.churn.absent:
         churn.insert(0, "coalesce(l.n_months, 0) < $bt_horizon")

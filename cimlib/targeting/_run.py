@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -14,7 +13,15 @@ from typing import Any
 
 import pandas as pd
 
-from cimlib.access import NotPermitted, Principal, audit_log, mask_values, require_detail, scope_clause
+from cimlib.access import (
+    NotPermitted,
+    Principal,
+    audit_log,
+    mask_values,
+    name_params,
+    require_detail,
+    scope_clause,
+)
 from cimlib.customer import _data as D
 from cimlib.i18n import code_label
 from cimlib.targeting import _catalogue as K
@@ -43,7 +50,6 @@ _IDENTITY_SQL = {
 }
 #: Path of the 360 app; a list links each customer to it (``?customer=<customer_id>``).
 APP_360_PATH = "voila/render/customer_360.ipynb"
-THREADS_ENV = "CIM_TARGET_THREADS"
 _WIDE_M = re.compile(r"\bm\.")
 _COLL_REF = re.compile(r"\b(r\d+_a\d+|a\d+)\.(n_all|n|first)\b")
 
@@ -71,19 +77,6 @@ def _month_end(idx: int) -> dt.date:
     m += 1
     nxt = dt.date(y + (m == 12), m % 12 + 1, 1)
     return nxt - dt.timedelta(days=1)
-
-
-def _named(sql: str, params: Sequence[Any], prefix: str) -> tuple[str, dict[str, Any]]:
-    """Turn a service-written condition's ``?`` placeholders into ``$prefixN`` names."""
-    out, named, i = [], {}, 0
-    for ch in sql:
-        if ch == "?":
-            out.append(f"${prefix}{i}")
-            named[f"{prefix}{i}"] = params[i]
-            i += 1
-        else:
-            out.append(ch)
-    return "".join(out), named
 
 
 #: Measures whose last 13 months the wide table holds as lists (``hist_<measure>``, latest first).
@@ -194,7 +187,7 @@ def build_query(
     ctype = rules[0].customer_type
     if any(r.customer_type != ctype for r in rules):
         raise ValueError("rules of one customer type only")
-    scope_sql, scope_params = _named(scope[0], scope[1], "s")
+    scope_sql, scope_params = name_params(scope[0], scope[1], "s")
     params: dict[str, Any] = {"as_of": as_of, "ctype": ctype, **scope_params}
     base: list[str] = []
     calls: set[tuple[str, str, int]] = set()
@@ -403,32 +396,18 @@ def format_value(value: Any, fmt: str, type_: str, lang: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- running
-def _threads() -> int:
-    raw = os.environ.get(THREADS_ENV)
-    try:
-        return max(1, int(raw)) if raw else max(1, os.cpu_count() or 1)
-    except ValueError:
-        return max(1, os.cpu_count() or 1)
-
-
 def execute(snap: Any, q: Query) -> Any:
     """Run a query on a reader snapshot with all cores (readers default to one thread); an Arrow table."""
-    with snap.lock:
-        con = snap.con
-        old = con.execute("SELECT current_setting('threads')").fetchone()[0]
-        con.execute(f"SET threads = {_threads()}")
-        try:
-            return con.sql(q.sql, params=q.params).to_arrow_table()
-        except Exception as exc:
-            # A warehouse built by an older version lacks a column or table the rules read.
-            if type(exc).__name__ in ("BinderException", "CatalogException"):
-                raise StaleWarehouse(
-                    "the published warehouse was built by an older version of CIM Workbench and lacks what "
-                    f"the rules read ({str(exc).splitlines()[0][:160]}); run `cim build`"
-                ) from exc
-            raise
-        finally:
-            con.execute(f"SET threads = {int(old)}")
+    try:
+        return snap.arrow(q.sql, q.params)
+    except Exception as exc:
+        # A warehouse built by an older version lacks a column or table the rules read.
+        if type(exc).__name__ in ("BinderException", "CatalogException"):
+            raise StaleWarehouse(
+                "the published warehouse was built by an older version of CIM Workbench and lacks what "
+                f"the rules read ({str(exc).splitlines()[0][:160]}); run `cim build`"
+            ) from exc
+        raise
 
 
 def _resolve(ruleset: RuleSet | str, home: Any) -> RuleSet:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cimlib.access import NotPermitted, Principal, require_detail, scope_clause
+from cimlib.access import NotPermitted, Principal, named_scope, require_detail
 from cimlib.access._yamlfile import load_yaml_model
 from cimlib.config import Home, get_home
 from cimlib.customer import _data as D
@@ -320,24 +320,11 @@ GROUP BY w.customer_id
 
 
 # ------------------------------------------------------------------------------------------------ reading
-def _named(sql: str, params: list[Any]) -> tuple[str, dict[str, Any]]:
-    out, named, i = [], {}, 0
-    for ch in sql:
-        if ch == "?":
-            out.append(f"$scope{i}")
-            named[f"scope{i}"] = params[i]
-            i += 1
-        else:
-            out.append(ch)
-    return "".join(out), named
-
-
 def _run(principal: Principal, by_product: bool, as_of: str | dt.date | None, home: Any,
          extra: str = "", extra_params: dict[str, Any] | None = None) -> pd.DataFrame:
     if principal.scope == "none":
         raise NotPermitted(f"role {principal.role} has no access to customer data")
-    cond, values = scope_clause(principal, "d")
-    cond, named = _named(cond, list(values))
+    cond, named = named_scope(principal, "d", "scope")
     h = D.resolve_home(home)
     params = load_value_params(h)
     snap = D.snapshot(h)
@@ -348,8 +335,8 @@ def _run(principal: Principal, by_product: bool, as_of: str | dt.date | None, ho
         f"WHERE ({cond}) {extra} ORDER BY c.customer_id"
         + (", c.subtype NULLS LAST, c.product_code NULLS LAST" if by_product else "")
     )
-    with snap.lock:
-        df = snap.con.sql(sql, params={"as_of": day, **named, **(extra_params or {})}).df()
+    with snap.all_cores() as con:
+        df = con.sql(sql, params={"as_of": day, **named, **(extra_params or {})}).df()
     df.attrs.update(as_of=day.isoformat(), snapshot_id=snap.snapshot_id)
     return df
 
