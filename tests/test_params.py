@@ -304,6 +304,10 @@ def test_apply_refuses_bad_input(home: Home, tmp_path: Path, monkeypatch: pytest
         apply_parameters(home, "dimensions.yaml", bad, user=USER)
     with pytest.raises(ParamsError, match="unknown user"):
         apply_parameters(home, "dimensions.yaml", bad, user="mallory")
+    good = tmp_path / "good.yaml"
+    good.write_text(before.decode().replace(D2, D2.replace("5-20万", "5-20万元")), encoding="utf-8")  # valid
+    with pytest.raises(ParamsError, match="may not change parameters"):  # a county manager is no admin
+        apply_parameters(home, "dimensions.yaml", good, user="county_mgr_101")
     with pytest.raises(ParamsError, match="expected a YAML file of parameters/"):
         apply_parameters(home, "../secrets.yaml", bad, user=USER)
     assert target.read_bytes() == before and calls == [] and P.read_changes(home) == []

@@ -43,6 +43,7 @@ class Role(_Strict):
     scope: Scope
     detail: bool
     audit_reader: bool = False
+    parameter_admin: bool = False
     unmasked_classes: list[PiiClass] = Field(default_factory=list)
     unmasked_fields: list[str] = Field(default_factory=list)
 
@@ -216,6 +217,7 @@ class Principal:
     scope: Scope = "none"
     detail: bool = False
     audit_reader: bool = False
+    parameter_admin: bool = False
     unmasked: frozenset[str] = field(default_factory=frozenset)
     org_name: str | None = None
     masking: tuple[tuple[str, tuple[int, int]], ...] = ()
@@ -294,6 +296,7 @@ def principal_for(user_id: str, home: Home | str | os.PathLike[str] | None = Non
         scope=role.scope,
         detail=role.detail,
         audit_reader=role.audit_reader,
+        parameter_admin=role.parameter_admin,
         unmasked=policy.unmasked_for(role),
         org_name=org_name,
         masking=tuple((f, (r.keep_first, r.keep_last)) for f, r in policy.masking.items()),

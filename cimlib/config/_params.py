@@ -623,7 +623,7 @@ def apply_parameters(
     new_path : path
         The new contents.
     user : str
-        Who applies the change; must be a user of ``access.yaml``.
+        Who applies the change; must be a user of ``access.yaml`` whose role has ``parameter_admin``.
 
     Returns
     -------
@@ -640,8 +640,15 @@ def apply_parameters(
 
     h = _home(home)
     rel = _relative(file)
-    if load_policy(h).user(user) is None:
+    policy = load_policy(h)
+    u = policy.user(user)
+    if u is None:
         raise ParamsError(f"unknown user {user!r}: not a user of {h.parameters / 'access.yaml'}")
+    if not policy.roles[u.role].parameter_admin:
+        raise ParamsError(
+            f"user {user!r} (role {u.role}) may not change parameters: the role needs parameter_admin in "
+            f"{h.parameters / 'access.yaml'}"
+        )
     src = Path(new_path)
     if not src.is_file():
         raise ParamsError(f"{src}: file not found")
