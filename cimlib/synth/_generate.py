@@ -215,6 +215,7 @@ class _Sim:
             typ: np.ndarray,
             scalable: bool = False,
             chan: np.ndarray | None = None,
+            other_bank: bool = False,
         ) -> None:
             parts.append(
                 {
@@ -225,6 +226,7 @@ class _Sim:
                     "typ": typ.astype(np.int8),
                     "scal": np.full(len(acc), scalable),
                     "chan": np.full(len(acc), -1, np.int8) if chan is None else chan.astype(np.int8),
+                    "other": np.full(len(acc), other_bank),
                 }
             )
 
@@ -291,6 +293,26 @@ class _Sim:
         )
         close_now = np.flatnonzero(closing & (kind == 1))
         ac["close"][close_now] = w.churn_day[cust[close_now]]
+        # before leaving, money walks out: in each of the 4 months before the churn month a leaver moves a
+        # growing share of its main demand account to another bank (the precursor a churn model must see)
+        ahead4 = np.where((cm > k) & (cm - k <= 4), cm - k, 0)
+        dd = np.flatnonzero(
+            (ahead4 > 0) & ac["first_demand"] & (ac["typ"] == 0) & in_period & ~opened_now & ~ac["frozen"]
+            & (bal0 > 0)
+        )
+        share = np.array([0.0, 0.5, 0.35, 0.25, 0.15])[ahead4[dd]] * rng.uniform(0.8, 1.2, len(dd))
+        amt = np.maximum((bal0[dd] * share).round(-2), 100).astype(np.int64)
+        ok = amt < bal0[dd]
+        dd, amt = dd[ok], amt[ok]
+        add(
+            dd,
+            f + rng.integers(0, max(D - 1, 1), len(dd)),
+            amt,
+            np.zeros(len(dd), bool),
+            np.full(len(dd), T["TRANSFER_OUT"]),
+            chan=np.where(rng.random(len(dd)) < 0.7, CH["MOBILE"], CH["COUNTER"]),
+            other_bank=True,
+        )
         # time-deposit maturities: interest capitalised, rolled over
         td = np.flatnonzero((ac["typ"] == 1) & in_period & ~closing & (ac["mat"] <= e) & (ac["mat"] >= f))
         intr = bal0[td] * ac["rate"][td] * ac["term"][td] // 12_000_000
@@ -399,6 +421,7 @@ class _Sim:
         chan = np.where(chan >= 0, chan, auto)
         cpp = CP_OTHER[typ]
         cp = np.where(cpp < 0, 2, (rng.random(nt) < cpp).astype(np.int64))
+        cp = np.where(tx["other"], 1, cp)
         secs = np.where(
             chan == CH["SYSTEM"],
             3600 + rng.integers(0, 3 * 3600, nt),
