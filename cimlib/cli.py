@@ -759,6 +759,202 @@ def _cmd_params_apply(args: argparse.Namespace, home: Home) -> int:
     return EXIT_ERROR if any(o.get("status") == "error" for o in result.outputs.values()) else EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------------- value
+def _value_call(fn: Callable[[], Any]) -> Any:
+    """Run a customer-value call, turning its errors into CLI errors with the right exit codes."""
+    from cimlib.access import AccessError
+    from cimlib.customer import AsOfError
+    from cimlib.value import ValueParamsError
+
+    try:
+        return fn()
+    except (AsOfError, ValueParamsError, ValueError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except AccessError as exc:
+        raise CliError(str(exc), EXIT_ERROR) from exc
+
+
+def _value_rows(frame: Any) -> Any:
+    from cimlib.customer._data import json_safe
+
+    return json_safe(frame)
+
+
+def _value_list_out(args: argparse.Namespace, frame: Any) -> list[str]:
+    """Write a customer list to ``--out`` (.xlsx or .csv) when asked; the files written."""
+    if not getattr(args, "out", None):
+        return []
+    from cimlib.targeting._export import write_list
+
+    return [str(p) for p in write_list(frame, args.out, lang=getattr(args, "lang", "en"))]
+
+
+def _value_list(args: argparse.Namespace, home: Home, frame: Any, title: str, cols: list[str]) -> int:
+    who = _principal(args, home)
+    files = _value_list_out(args, frame)
+    payload = {"as_of": frame.attrs.get("as_of"), "total": frame.attrs.get("total"), "files": files,
+               "snapshot_id": frame.attrs.get("snapshot_id"), "rows": _value_rows(frame)}  # fmt: skip
+
+    def human(c: Console) -> None:
+        c.print(f"{title} as of {frame.attrs.get('as_of')} for {who.display_name} [{who.role}, "
+                f"{who.scope_label}]: {frame.attrs.get('total', 0):,} customers")  # fmt: skip
+        _frame_table(c, "Customers", frame[[k for k in cols if k in frame.columns]], 30)
+        for f in files:
+            c.print(f"written: {f}")
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
+def _value_table(args: argparse.Namespace, frame: Any, title: str) -> int:
+    payload = {**{k: v for k, v in frame.attrs.items()}, "rows": _value_rows(frame)}
+
+    def human(c: Console) -> None:
+        c.print(f"{title} as of {frame.attrs.get('as_of')} [{frame.attrs.get('scope', '')}]")
+        shown = frame.copy()
+        for col in shown.columns:
+            if shown[col].dtype.kind == "f":
+                shown[col] = [("" if v != v else f"{v:,.4f}" if 0 < abs(v) < 1 else f"{v:,.0f}")
+                              for v in shown[col]]  # fmt: skip
+        _frame_table(c, title, shown, 50)
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
+def _cmd_value_contribution(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.value import customer_value
+
+    who = _principal(args, home)
+    frame = _value_call(lambda: customer_value(who, args.as_of, home=home))
+    num = ["aum_adb", "contribution"]
+    g = frame.groupby("customer_type")[num].sum() if len(frame) else None
+    payload = {"as_of": frame.attrs["as_of"], "customers": len(frame),
+               "totals": {k: float(frame[k].sum()) for k in num},
+               "by_type": {t: {k: float(v) for k, v in r.items()} for t, r in (g.iterrows() if g is not None
+                                                                              else [])}}  # fmt: skip
+
+    def human(c: Console) -> None:
+        c.print(f"contribution as of {payload['as_of']} [{who.scope_label}]: {len(frame):,} customers, "
+                f"{payload['totals']['contribution']:,.2f} yuan this month, AUM (ADB) "
+                f"{payload['totals']['aum_adb']:,.0f} yuan")  # fmt: skip
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
+def _cmd_value_tiers(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.value import tier_chart, tier_distribution
+
+    who = _principal(args, home)
+    frame = _value_call(lambda: tier_distribution(who, args.as_of, kind=args.kind, customer_type=args.type,
+                                                  home=home, lang=args.lang))  # fmt: skip
+    if args.chart:
+        _value_chart(tier_chart(frame, args.lang), args.chart)
+    return _value_table(args, frame, f"{args.kind} tiers")
+
+
+def _value_chart(chart: Any, path: str) -> None:
+    from cimlib.charts import to_png, to_svg
+
+    p = Path(path)
+    if p.suffix == ".png":
+        p.write_bytes(to_png(chart))
+    elif p.suffix == ".svg":
+        p.write_text(to_svg(chart), encoding="utf-8")
+    elif p.suffix == ".html":
+        chart.save(str(p))
+    else:
+        raise CliError(f"--chart: expected a .png, .svg or .html file, got {path!r}", EXIT_USAGE)
+
+
+def _cmd_value_migration(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.value import migration_chart, migration_customers, migration_matrix
+
+    who = _principal(args, home)
+    if args.cell:
+        f, sep, t = args.cell.partition(":")
+        if not sep:
+            raise CliError(f"--cell: expected FROM_TIER:TO_TIER, got {args.cell!r}", EXIT_USAGE)
+        app_url = args.app_url or os.environ.get("CIM_APP_URL")
+        frame = _value_call(lambda: migration_customers(who, args.start, args.end, f, t, kind=args.kind,
+                                                        home=home, limit=args.limit, app_url=app_url))
+        cols = ["customer_id", "cust_name", "home_org_name", "manager_name", "from_tier", "to_tier",
+                "from_aum_adb", "to_aum_adb", "link"]  # fmt: skip
+        return _value_list(args, home, frame, f"migration {args.cell}", cols)
+    m = _value_call(lambda: migration_matrix(who, args.start, args.end, kind=args.kind, home=home,
+                                             lang=args.lang))  # fmt: skip
+    if args.chart:
+        _value_chart(migration_chart(m, args.lang), args.chart)
+    a = m.attrs
+    cells = {str(r): {str(c): (None if v != v else int(v)) for c, v in row.items()}
+             for r, row in m.to_dict(orient="index").items()}  # fmt: skip
+    payload = {**{k: a.get(k) for k in ("from_month", "to_month", "kind", "up", "down", "same", "min_cell",
+                                        "snapshot_id", "row_labels", "col_labels", "suppressed")},
+               "cells": cells}  # fmt: skip
+
+    def human(c: Console) -> None:
+        moved = f": up {a['up']:,}, down {a['down']:,}, same {a['same']:,}" if a["up"] is not None else ""
+        c.print(f"{args.kind} tier migration {a['from_month']} -> {a['to_month']} [{who.scope_label}]{moved}")
+        t = Table()
+        t.add_column("from \\ to")
+        for col in m.columns:
+            t.add_column(str(a["col_labels"].get(col, col)), justify="right")
+        for rid, row in m.iterrows():
+            t.add_row(str(a["row_labels"].get(rid, rid)),
+                      *[f"<{a['min_cell']}" if v != v else f"{int(v):,}" for v in row])  # fmt: skip
+        c.print(t)
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
+def _cmd_value_quality(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.value import quality_customers, quality_summary
+
+    who = _principal(args, home)
+    app_url = args.app_url or os.environ.get("CIM_APP_URL")
+    if args.list or args.out:
+        frame = _value_call(lambda: quality_customers(who, args.as_of, rule=args.rule, home=home,
+                                                      limit=args.limit, app_url=app_url))  # fmt: skip
+        cols = ["customer_id", "cust_name", "home_org_name", "manager_name", "quality_rule", "aum_tier",
+                "contribution_tier", "aum_adb", "link"]  # fmt: skip
+        return _value_list(args, home, frame, "quality customers", cols)
+    frame = _value_call(lambda: quality_summary(who, args.as_of, home=home, lang=args.lang))
+    return _value_table(args, frame, "quality customers by rule")
+
+
+def _cmd_value_potential(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.value import potential_customers, potential_summary
+
+    who = _principal(args, home)
+    app_url = args.app_url or os.environ.get("CIM_APP_URL")
+    if args.list or args.out:
+        frame = _value_call(lambda: potential_customers(who, args.as_of, customer_type=args.type, home=home,
+                                                        limit=args.limit, app_url=app_url))  # fmt: skip
+        cols = ["customer_id", "cust_name", "home_org_name", "manager_name", "peer_group", "benchmark",
+                "measure", "share_of_wallet", "link"]  # fmt: skip
+        return _value_list(args, home, frame, "potential quality customers", cols)
+    frame = _value_call(lambda: potential_summary(who, args.as_of, home=home, lang=args.lang))
+    return _value_table(args, frame, "potential quality customers")
+
+
+def _cmd_value_rfm(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.value import rfm_customers, rfm_summary
+
+    who = _principal(args, home)
+    app_url = args.app_url or os.environ.get("CIM_APP_URL")
+    if args.list or args.out:
+        frame = _value_call(lambda: rfm_customers(who, args.as_of, segment=args.segment, home=home,
+                                                  limit=args.limit, app_url=app_url))  # fmt: skip
+        cols = ["customer_id", "cust_name", "home_org_name", "manager_name", "segment", "rfm", "recency_days",
+                "frequency", "monetary", "link"]  # fmt: skip
+        return _value_list(args, home, frame, f"RFM {args.segment or 'all'}", cols)
+    frame = _value_call(lambda: rfm_summary(who, args.as_of, customer_type=args.type, home=home,
+                                            lang=args.lang))  # fmt: skip
+    return _value_table(args, frame, "RFM segments")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``cim``."""
     # The global options are accepted before or after the command. The sub-commands' copies default to
@@ -897,6 +1093,51 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--lang", choices=["en", "zh_CN"], default="en", help="language of the text")
     sd.add_argument("--app-url", help="base URL of cim serve, for the 360 links (default $CIM_APP_URL)")
     sd.set_defaults(func=_cmd_segment_drill)
+
+    va = sub.add_parser("value", parents=[common], help="customer value: tiers, migration, quality, RFM")
+    vas = va.add_subparsers(dest="value_command", required=True, metavar="ACTION")
+
+    def value_args(parser: argparse.ArgumentParser, lists: bool = True) -> argparse.ArgumentParser:
+        parser.add_argument("--as", dest="as_user", required=True, metavar="USER",
+                            help="user id from access.yaml")
+        parser.add_argument("--as-of", help="month, YYYY-MM (default: the latest)")
+        parser.add_argument("--lang", choices=["en", "zh_CN"], default="en", help="language of the labels")
+        if lists:
+            parser.add_argument("--list", action="store_true", help="the customers (needs detail; audited)")
+            parser.add_argument("--limit", type=int, default=500, help="at most this many customers")
+            parser.add_argument("--out", metavar="F.xlsx|F.csv", help="write the customer list to a file")
+            parser.add_argument("--app-url", help="base URL of cim serve, for the 360 links")
+        return parser
+
+    vc = value_args(vas.add_parser("contribution", parents=[common], help="a month's contribution totals"),
+                    lists=False)
+    vc.set_defaults(func=_cmd_value_contribution)
+    vt = value_args(vas.add_parser("tiers", parents=[common], help="customers and AUM by tier"), lists=False)
+    vt.add_argument("--kind", choices=["aum", "contribution"], default="aum", help="which tiers")
+    vt.add_argument("--type", choices=["I", "C"], help="only individuals or corporates")
+    vt.add_argument("--chart", help="also save the chart (.png, .svg or .html)")
+    vt.set_defaults(func=_cmd_value_tiers)
+    vm = value_args(vas.add_parser("migration", parents=[common], help="tier migration between two months"),
+                    lists=False)
+    vm.add_argument("--from", dest="start", required=True, metavar="YYYY-MM", help="the earlier month")
+    vm.add_argument("--to", dest="end", metavar="YYYY-MM", help="the later month (default: the latest)")
+    vm.add_argument("--kind", choices=["aum", "contribution"], default="aum", help="which tiers")
+    vm.add_argument("--cell", metavar="FROM:TO", help="list the customers of one cell (e.g. A1:A0, NEW:A2)")
+    vm.add_argument("--limit", type=int, default=500, help="at most this many customers (with --cell)")
+    vm.add_argument("--out", metavar="F.xlsx|F.csv", help="write the cell's customers to a file")
+    vm.add_argument("--app-url", help="base URL of cim serve, for the 360 links")
+    vm.add_argument("--chart", help="also save the heat map (.png, .svg or .html)")
+    vm.set_defaults(func=_cmd_value_migration)
+    vq = value_args(vas.add_parser("quality", parents=[common], help="quality customers (or --list)"))
+    vq.add_argument("--rule", help="one rule id (with --list)")
+    vq.set_defaults(func=_cmd_value_quality)
+    vp = value_args(vas.add_parser("potential", parents=[common], help="potential quality customers"))
+    vp.add_argument("--type", choices=["I", "C"], help="only individuals or corporates")
+    vp.set_defaults(func=_cmd_value_potential)
+    vr = value_args(vas.add_parser("rfm", parents=[common], help="RFM segments (or --list a segment)"))
+    vr.add_argument("--segment", help="one segment id (with --list)")
+    vr.add_argument("--type", choices=["I", "C"], help="only individuals or corporates (summary)")
+    vr.set_defaults(func=_cmd_value_rfm)
 
     pa = sub.add_parser("params", parents=[common], help="manage parameters/: check, diff, apply")
     pas = pa.add_subparsers(dest="params_command", required=True, metavar="ACTION")

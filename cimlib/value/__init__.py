@@ -1,5 +1,7 @@
-"""Customer value: contribution by funds transfer pricing (``parameters/value.yaml``)."""
+"""Customer value (``parameters/value.yaml``): contribution by funds transfer pricing, AUM and contribution
+tiers and their migration, quality and potential quality customers, RFM."""
 
+from cimlib.value._charts import migration_chart, tier_chart
 from cimlib.value._contribution import (
     ValueParams,
     ValueParamsError,
@@ -9,6 +11,15 @@ from cimlib.value._contribution import (
     contribution_sql,
     load_value_params,
 )
+from cimlib.value._quality import potential_customers, potential_summary, quality_customers, quality_summary
+from cimlib.value._rfm import rfm_customers, rfm_scores, rfm_sql, rfm_summary
+from cimlib.value._tiers import (
+    customer_value,
+    customer_value_sql,
+    migration_customers,
+    migration_matrix,
+    tier_distribution,
+)
 
 __all__ = [
     "ValueParams",
@@ -17,5 +28,20 @@ __all__ = [
     "contribution_by_product",
     "contribution_by_product_sql",
     "contribution_sql",
+    "customer_value",
+    "customer_value_sql",
     "load_value_params",
+    "migration_chart",
+    "migration_customers",
+    "migration_matrix",
+    "potential_customers",
+    "potential_summary",
+    "quality_customers",
+    "quality_summary",
+    "rfm_customers",
+    "rfm_scores",
+    "rfm_sql",
+    "rfm_summary",
+    "tier_chart",
+    "tier_distribution",
 ]

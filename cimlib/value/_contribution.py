@@ -22,14 +22,17 @@ DuckDB named parameter ``$as_of`` (a DATE).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cimlib.access import NotPermitted, Principal, named_scope, require_detail
-from cimlib.access._yamlfile import load_yaml_model
+from cimlib.access._yamlfile import YamlProblem, key_of, load_yaml_model, problem
 from cimlib.config import Home, get_home
 from cimlib.customer import _data as D
 
@@ -137,8 +140,244 @@ class ExpectedLoss(BaseModel):
     rates: LossRates
 
 
+# ------------------------------------------------------------------------ tiers, quality, potential, RFM
+_ID = r"^[A-Za-z][A-Za-z0-9_]{0,23}$"
+_MONEY_MAX = 1e13
+
+
+def _label() -> Any:
+    return Field(min_length=1, max_length=60)
+
+
+def _ascending(edges: Sequence[float], what: str) -> None:
+    if any(b <= a for a, b in itertools.pairwise(edges)):
+        raise ValueError(f"{what} must be strictly ascending, got {list(edges)}")
+
+
+class TierDef(BaseModel):
+    """One tier: an id (used by quality rules and in outputs) and its names."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=_ID)
+    en: str = _label()
+    zh: str = _label()
+
+
+def _tier_list(tiers: list[TierDef], n_edges: int, what: str) -> None:
+    ids = [t.id for t in tiers]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{what}: tier ids must be unique, got {ids}")
+    if len(tiers) != n_edges + 1:
+        raise ValueError(f"{what}: {n_edges} edges make {n_edges + 1} tiers, but {len(tiers)} are named")
+
+
+class AumTiers(BaseModel):
+    """AUM tiers: ``tiers[k]`` holds customers with ``edges[k-1] <= measure < edges[k]`` (yuan)."""
+
+    model_config = ConfigDict(extra="forbid")
+    measure: Literal["aum_adb", "aum"] = "aum_adb"
+    edges: list[Annotated[float, Field(ge=0, le=_MONEY_MAX, allow_inf_nan=False)]] = Field(
+        min_length=1, max_length=20
+    )
+    tiers: list[TierDef]
+
+    @model_validator(mode="after")
+    def _check(self) -> AumTiers:
+        _ascending(self.edges, "edges")
+        _tier_list(self.tiers, len(self.edges), "tiers")
+        return self
+
+
+_CONTRIB_EDGE = Annotated[float, Field(ge=-_MONEY_MAX, le=_MONEY_MAX, allow_inf_nan=False)]
+
+
+class ContributionTiers(BaseModel):
+    """Contribution tiers on the month's contribution (yuan), with separate edges by customer type."""
+
+    model_config = ConfigDict(extra="forbid")
+    edges_individual: list[_CONTRIB_EDGE] = Field(min_length=1, max_length=20)
+    edges_corporate: list[_CONTRIB_EDGE] = Field(min_length=1, max_length=20)
+    tiers: list[TierDef]
+
+    @model_validator(mode="after")
+    def _check(self) -> ContributionTiers:
+        _ascending(self.edges_individual, "edges_individual")
+        _ascending(self.edges_corporate, "edges_corporate")
+        if len(self.edges_individual) != len(self.edges_corporate):
+            raise ValueError("edges_individual and edges_corporate must have as many edges (same tiers)")
+        _tier_list(self.tiers, len(self.edges_individual), "tiers")
+        return self
+
+    def edges(self, customer_type: str) -> list[float]:
+        """The edges of ``customer_type`` (``I`` or ``C``)."""
+        return self.edges_individual if customer_type == "I" else self.edges_corporate
+
+
+class Tiers(BaseModel):
+    """``tiers:`` AUM tiers and contribution tiers."""
+
+    model_config = ConfigDict(extra="forbid")
+    aum: AumTiers
+    contribution: ContributionTiers
+
+
+class QualityRule(BaseModel):
+    """One quality-customer rule: every condition given must hold (an absent condition is no condition)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=_ID)
+    en: str = _label()
+    zh: str = _label()
+    customer_type: Literal["I", "C"]
+    min_aum_tier: str | None = None
+    min_contribution_tier: str | None = None
+    min_products: int | None = Field(None, ge=1, le=100)
+    min_tenure_months: int | None = Field(None, ge=0, le=1200)
+    worst_loan_class: Literal["NORMAL", "SPECIAL_MENTION", "SUBSTANDARD", "DOUBTFUL", "LOSS"] | None = None
+
+    @model_validator(mode="after")
+    def _some_condition(self) -> QualityRule:
+        conds = (self.min_aum_tier, self.min_contribution_tier, self.min_products, self.min_tenure_months,
+                 self.worst_loan_class)  # fmt: skip
+        if all(c is None for c in conds):
+            raise ValueError(f"rule {self.id} has no condition (it would make every customer quality)")
+        return self
+
+
+class Quality(BaseModel):
+    """``quality:`` a customer is quality when any rule of its type holds (the first, in order, is kept)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rules: list[QualityRule] = Field(min_length=1, max_length=50)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Quality:
+        ids = [r.id for r in self.rules]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"rule ids must be unique, got {ids}")
+        return self
+
+
+class PeerIndividual(BaseModel):
+    """Peer groups of individuals: age band x monthly-income band (x occupation)."""
+
+    model_config = ConfigDict(extra="forbid")
+    age_edges: list[int] = Field(min_length=1, max_length=15)
+    income_edges: list[Annotated[float, Field(ge=0, le=_MONEY_MAX, allow_inf_nan=False)]] = Field(
+        min_length=1, max_length=15
+    )
+    by_occupation: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> PeerIndividual:
+        if any(a < 0 or a > 120 for a in self.age_edges):
+            raise ValueError("age_edges must be ages between 0 and 120")
+        _ascending(self.age_edges, "age_edges")
+        _ascending(self.income_edges, "income_edges")
+        return self
+
+
+class PeerCorporate(BaseModel):
+    """Peer groups of corporates: registered-capital band (x industry)."""
+
+    model_config = ConfigDict(extra="forbid")
+    capital_edges: list[Annotated[float, Field(ge=0, le=_MONEY_MAX, allow_inf_nan=False)]] = Field(
+        min_length=1, max_length=15
+    )
+    by_industry: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> PeerCorporate:
+        _ascending(self.capital_edges, "capital_edges")
+        return self
+
+
+class ByType(BaseModel):
+    """A tier id for individuals (``I``) and one for corporates (``C``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    I: str = Field(pattern=_ID)  # noqa: E741
+    C: str = Field(pattern=_ID)
+
+
+class Potential(BaseModel):
+    """``potential:`` potential quality customers by share of wallet against a peer-group benchmark."""
+
+    model_config = ConfigDict(extra="forbid")
+    measure: Literal["aum_adb", "contribution"] = "aum_adb"
+    individual: PeerIndividual
+    corporate: PeerCorporate
+    min_group_size: int = Field(30, ge=10, le=1_000_000)
+    benchmark_percentile: float = Field(0.75, ge=0.5, le=0.99, allow_inf_nan=False)
+    max_share_of_wallet: float = Field(0.3, gt=0, lt=1, allow_inf_nan=False)
+    min_benchmark_tier: ByType
+    fallback_to_coarser: bool = True
+
+
+ScoreRange = Annotated[list[Annotated[int, Field(ge=1, le=5)]], Field(min_length=2, max_length=2)]
+
+
+class RfmSegment(BaseModel):
+    """A named RFM segment: the score ranges ``[low, high]`` (inclusive) of R, F and M it takes."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=_ID)
+    en: str = _label()
+    zh: str = _label()
+    r: ScoreRange = [1, 5]
+    f: ScoreRange = [1, 5]
+    m: ScoreRange = [1, 5]
+
+    @model_validator(mode="after")
+    def _ranges(self) -> RfmSegment:
+        for k in ("r", "f", "m"):
+            lo, hi = getattr(self, k)
+            if lo > hi:
+                raise ValueError(f"segment {self.id}: {k} range [{lo}, {hi}] is empty")
+        return self
+
+    def holds(self, r: int, f: int, m: int) -> bool:
+        """Whether the scores ``(r, f, m)`` fall in this segment's ranges."""
+        return self.r[0] <= r <= self.r[1] and self.f[0] <= f <= self.f[1] and self.m[0] <= m <= self.m[1]
+
+
+class Rfm(BaseModel):
+    """``rfm:`` the F window, the M measure, the ranking groups and the named segments (first match wins)."""
+
+    model_config = ConfigDict(extra="forbid")
+    frequency_months: int = Field(3, ge=1, le=24)
+    monetary: Literal["deposit_adb", "aum_adb", "aum", "contribution"] = "aum_adb"
+    score_within: Literal["customer_type", "bank"] = "customer_type"
+    segments: list[RfmSegment] = Field(min_length=1, max_length=30)
+
+    @model_validator(mode="after")
+    def _cover(self) -> Rfm:
+        ids = [s.id for s in self.segments]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"segment ids must be unique, got {ids}")
+        gaps = [
+            f"{r}{f}{m}"
+            for r, f, m in itertools.product(range(1, 6), repeat=3)
+            if not any(s.holds(r, f, m) for s in self.segments)
+        ]
+        if gaps:
+            raise ValueError(
+                f"segments leave {len(gaps)} score patterns (RFM) in no segment, e.g. {', '.join(gaps[:5])}; "
+                "end with a catch-all segment"
+            )
+        return self
+
+    def segment_of(self, r: int, f: int, m: int) -> RfmSegment:
+        """The first segment holding the scores."""
+        return next(s for s in self.segments if s.holds(r, f, m))
+
+
 class ValueParams(BaseModel):
-    """``parameters/value.yaml``."""
+    """``parameters/value.yaml``.
+
+    ``tiers``, ``quality``, ``potential`` and ``rfm`` are optional so that a file with only the
+    contribution sections stays valid; the services that need a section say so when it is missing.
+    """
 
     model_config = ConfigDict(extra="forbid")
     version: Literal[1]
@@ -146,6 +385,58 @@ class ValueParams(BaseModel):
     loan_ftp: LoanFtp
     operating_cost: OperatingCost
     expected_loss: ExpectedLoss
+    tiers: Tiers | None = None
+    quality: Quality | None = None
+    potential: Potential | None = None
+    rfm: Rfm | None = None
+
+    def digest(self) -> str:
+        """A short hash of every parameter (keys cached results such as the customer value frame)."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+def cross_problems(p: ValueParams) -> list[YamlProblem]:
+    """Checks across sections: the tier ids quality rules and the potential benchmark refer to exist."""
+    out: list[YamlProblem] = []
+    refs = bool(p.quality and p.quality.rules) or p.potential is not None
+    if refs and p.tiers is None:
+        out.append(YamlProblem(("quality",) if p.quality else ("potential",),
+                               "quality and potential need a tiers: section"))  # fmt: skip
+        return out
+    if p.tiers is None:
+        return out
+    aum_ids = [t.id for t in p.tiers.aum.tiers]
+    con_ids = [t.id for t in p.tiers.contribution.tiers]
+    for i, r in enumerate(p.quality.rules if p.quality else []):
+        if r.min_aum_tier is not None and r.min_aum_tier not in aum_ids:
+            out.append(YamlProblem(("quality", "rules", i, "min_aum_tier"),
+                                   f"unknown AUM tier {r.min_aum_tier!r}; expected one of "
+                                   f"{', '.join(aum_ids)}"))  # fmt: skip
+        if r.min_contribution_tier is not None and r.min_contribution_tier not in con_ids:
+            out.append(YamlProblem(("quality", "rules", i, "min_contribution_tier"),
+                                   f"unknown contribution tier {r.min_contribution_tier!r}; expected one of "
+                                   f"{', '.join(con_ids)}"))  # fmt: skip
+    if p.potential is not None:
+        ids = aum_ids if p.potential.measure == "aum_adb" else con_ids
+        scale = "AUM" if p.potential.measure == "aum_adb" else "contribution"
+        for typ in ("I", "C"):
+            tid = getattr(p.potential.min_benchmark_tier, typ)
+            loc = ("potential", "min_benchmark_tier", typ)
+            if tid not in ids:
+                out.append(YamlProblem(loc, f"unknown {scale} tier {tid!r} (the scale of measure "
+                                            f"{p.potential.measure}); expected one of {', '.join(ids)}"))
+            elif ids.index(tid) == 0:
+                out.append(YamlProblem(loc, "the lowest tier has no lower edge: choose a tier the benchmark "
+                                            "must reach"))  # fmt: skip
+    return out
+
+
+def check_value_params(p: ValueParams) -> ValueParams:
+    """Raise :class:`ValueParamsError` for the first problem :func:`cross_problems` finds."""
+    probs = cross_problems(p)
+    if probs:
+        raise ValueParamsError("; ".join(f"{key_of(x.loc)}: {x.message}" for x in probs))
+    return p
 
 
 def value_path(home: Home | str | Path | None = None) -> Path:
@@ -174,7 +465,11 @@ def load_value_params(home: Home | str | Path | None = None, path: Path | None =
     ValueParamsError
         Naming the file, the key, the line and the problem.
     """
-    model, _ = load_yaml_model(path or value_path(home), ValueParams, ValueParamsError)
+    file = path or value_path(home)
+    model, node = load_yaml_model(file, ValueParams, ValueParamsError)
+    probs = cross_problems(model)
+    if probs:
+        raise problem(file, node, probs[0], ValueParamsError)
     return model
 
 

@@ -63,7 +63,8 @@ merged AS (
         sum(inflow_amount) AS inflow_amount,
         sum(outflow_amount) AS outflow_amount,
         sum(other_bank_txn_count) AS other_bank_txn_count,
-        max(last_txn_time) AS last_txn_time
+        max(last_txn_time) AS last_txn_time,
+        max(last_customer_txn_time) AS last_customer_txn_time
     FROM f
     WHERE n_numbers > 1
     GROUP BY as_of_date, customer_id
@@ -120,7 +121,8 @@ single AS (
         inflow_amount,
         outflow_amount,
         other_bank_txn_count,
-        last_txn_time
+        last_txn_time,
+        last_customer_txn_time
     FROM f
     WHERE n_numbers = 1
 ),
@@ -193,6 +195,7 @@ SELECT
     CAST(coalesce(g.inflow_amount, 0) AS DECIMAL(18, 2)) AS inflow_amount,
     CAST(coalesce(g.outflow_amount, 0) AS DECIMAL(18, 2)) AS outflow_amount,
     coalesce(g.other_bank_txn_count, 0) AS other_bank_txn_count,
-    g.last_txn_time
+    g.last_txn_time,
+    g.last_customer_txn_time
 FROM g
 LEFT JOIN ref_five_class AS fc ON fc.rank = g.worst_five_class_rank

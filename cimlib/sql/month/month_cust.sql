@@ -47,7 +47,9 @@ txn AS MATERIALIZED (
         sum(t.amount) FILTER (WHERE t.direction = 'C') AS inflow_amount,
         sum(t.amount) FILTER (WHERE t.direction = 'D') AS outflow_amount,
         count(*) FILTER (WHERE t.counterparty = 'OTHER') AS other_bank_txn_count,
-        max(t.txn_time) AS last_txn_time
+        max(t.txn_time) AS last_txn_time,
+        max(t.txn_time) FILTER (WHERE t.txn_type IN {{ codes('txn_type', 'customer_initiated') }})
+            AS last_customer_txn_time
     FROM m_transaction AS t
     JOIN acct AS a ON a.account_no = t.account_no
     GROUP BY a.cust_no
