@@ -939,6 +939,56 @@ def _cmd_value_potential(args: argparse.Namespace, home: Home) -> int:
     return _value_table(args, frame, "potential quality customers")
 
 
+def _cmd_value_concentration(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.value import concentration, concentration_trend
+
+    who = _principal(args, home)
+    measures = args.measure or ["deposits", "aum", "loans", "contribution"]
+    by = None if args.by == "bank" else args.by
+    if args.trend:
+        frame = _value_call(lambda: concentration_trend(who, args.trend, measures=measures, by=by, home=home,
+                                                        lang=args.lang))  # fmt: skip
+    else:
+        frame = _value_call(lambda: concentration(who, args.as_of, measures=measures, by=by, home=home,
+                                                  lang=args.lang))  # fmt: skip
+    if args.chart:
+        from cimlib.charts import to_png
+        from cimlib.value._concentration import lorenz, pareto
+        from cimlib.value._concentration_charts import concentration_trend_chart, lorenz_chart, pareto_chart
+
+        if args.trend:
+            chart = concentration_trend_chart(frame, lang=args.lang)
+        elif args.chart_kind == "pareto":
+            chart = pareto_chart(_value_call(lambda: pareto(who, args.as_of, measures=measures[:1], by=by,
+                                                            home=home, lang=args.lang)), lang=args.lang)
+        else:
+            chart = lorenz_chart(_value_call(lambda: lorenz(who, args.as_of, measures=measures[:1], by=by,
+                                                            home=home, lang=args.lang)), lang=args.lang)
+        Path(args.chart).write_bytes(to_png(chart))
+    payload = {"by": args.by, "measures": measures, "rows": _value_rows(frame), "chart": args.chart}
+
+    def human(c: Console) -> None:
+        def pct(v: Any) -> str:
+            return "" if v is None or v != v else f"{100 * float(v):.1f}%"
+
+        c.print(f"[bold]80/20[/] for {who.display_name} [{who.scope_label}]: the top 20% of customers' "
+                "share, the share of customers making up 80%, and the Gini")  # fmt: skip
+        t = Table()
+        for col in ("month", "measure", "group", "customers", "total", "top 20%", "for 80%", "Gini", "note"):
+            t.add_column(col, justify="left" if col in ("month", "measure", "group", "note") else "right")
+        for r in frame.itertuples(index=False):
+            group = str(r.label or "") if r.group in (None, "ALL") else f"{r.group} {r.label or ''}".strip()
+            t.add_row(str(r.as_of)[:7], r.measure, group, f"{r.n:,}", f"{r.total:,.0f}",
+                      pct(r.top_20pct_share), pct(r.share_for_80),
+                      "" if r.gini != r.gini else f"{r.gini:.3f}", r.note or "")  # fmt: skip
+        c.print(t)
+        if args.chart:
+            c.print(f"wrote {args.chart}")
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
 def _cmd_value_rfm(args: argparse.Namespace, home: Home) -> int:
     from cimlib.value import rfm_customers, rfm_summary
 
@@ -1134,6 +1184,17 @@ def build_parser() -> argparse.ArgumentParser:
     vp = value_args(vas.add_parser("potential", parents=[common], help="potential quality customers"))
     vp.add_argument("--type", choices=["I", "C"], help="only individuals or corporates")
     vp.set_defaults(func=_cmd_value_potential)
+    vk = value_args(vas.add_parser("concentration", parents=[common],
+                                   help="80/20: top shares, share for 80%%, Gini"),
+                    lists=False)  # fmt: skip
+    vk.add_argument("--measure", action="append", choices=["deposits", "aum", "loans", "contribution"],
+                    help="a measure (repeatable; default: all four)")
+    vk.add_argument("--by", choices=["bank", "org", "county", "branch", "product", "customer_type"],
+                    default="bank", help="groups (org: one level below your scope)")
+    vk.add_argument("--trend", type=int, metavar="N", help="the last N months instead of one month")
+    vk.add_argument("--chart", help="also save a chart (.png): the Lorenz/whale curve, Pareto, or the trend")
+    vk.add_argument("--chart-kind", choices=["lorenz", "pareto"], default="lorenz")
+    vk.set_defaults(func=_cmd_value_concentration)
     vr = value_args(vas.add_parser("rfm", parents=[common], help="RFM segments (or --list a segment)"))
     vr.add_argument("--segment", help="one segment id (with --list)")
     vr.add_argument("--type", choices=["I", "C"], help="only individuals or corporates (summary)")

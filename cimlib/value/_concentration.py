@@ -458,6 +458,32 @@ def _fen(expr: str) -> str:
     return f"CAST(({expr}) * 100 AS BIGINT)"
 
 
+def _subtype_table(home: Home, snap: Any, day: dt.date) -> Path:
+    """Contribution per customer and product subtype of ``day`` (fen), cached like the value frame."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    from cimlib.value._contribution import contribution_by_product_sql
+    from cimlib.value._tiers import value_params, value_path
+
+    params = value_params(home)
+    base = value_path(home, snap.snapshot_id, params, day)
+    path = base.with_name(f"{day:%Y-%m}-by-subtype.parquet")
+    if path.exists():
+        return path
+    sql = (
+        f"SELECT c.customer_id, c.subtype AS line, {_fen('sum(c.contribution)')} AS v "
+        f"FROM ({contribution_by_product_sql(params)}) AS c WHERE c.subtype IS NOT NULL GROUP BY ALL"
+    )
+    table = snap.arrow(sql, {"as_of": day})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+    return path
+
+
 class _Pull:
     """One month's per-customer values in scope (int64 fen) and group keys, from one query."""
 
@@ -478,10 +504,12 @@ class _Pull:
         joins = ""
         want_contrib = "contribution" in measures and any(b != "product" for b in bys)
         if want_contrib:
-            from cimlib.value._contribution import contribution_sql, load_value_params
+            # the month's contribution per customer, from the value cache beside the snapshot (computed
+            # once per snapshot, parameters and month; 0.1 s to read at 1M customers against 1-2 s)
+            from cimlib.value._tiers import _pq, value_params, value_table
 
-            sql = contribution_sql(load_value_params(home))
-            joins = f"LEFT JOIN ({sql}) AS cv ON cv.customer_id = m.customer_id"
+            path = value_table(home, snap, value_params(home), day)
+            joins = f"LEFT JOIN {_pq(path)} AS cv ON cv.customer_id = m.customer_id"
             cols.append(f"{_fen('coalesce(cv.contribution, 0)')} AS contribution")
         query = (
             f"SELECT {', '.join(cols)} FROM mart_customer_month AS m "
@@ -522,14 +550,12 @@ class _Pull:
                 cond,
             )
         if products and "contribution" in measures:
-            from cimlib.value._contribution import contribution_by_product_sql, load_value_params
+            from cimlib.value._tiers import _pq
 
-            sql = contribution_by_product_sql(load_value_params(home))
+            path = _subtype_table(home, snap, day)
             self.long["contribution"] = self._long(
                 snap,
-                f"SELECT c.customer_id, c.subtype AS line, {_fen('sum(c.contribution)')} AS v "
-                f"FROM ({sql}) AS c "
-                "WHERE c.subtype IS NOT NULL GROUP BY ALL",
+                f"SELECT c.customer_id, c.line, c.v FROM {_pq(path)} AS c",
                 params,
                 cond,
             )

@@ -187,7 +187,7 @@ def lorenz_chart(
     low = min(0.0, float(data["share"].min()) if len(data) and data["share"].notna().any() else 0.0)
     x = alt.X("customer_share:Q", title=x_title, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
     y = alt.Y("share:Q", title=y_title, scale=alt.Scale(domain=[low, top]), axis=alt.Axis(format="%"))
-    color = (alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")) if many
+    color = (alt.Color("series:N", title=None, legend=alt.Legend(orient="right", labelLimit=260)) if many
              else alt.value("#4c78a8"))  # fmt: skip
     curve = alt.Chart(data).mark_line().encode(
         x=x, y=y, color=color,
@@ -247,7 +247,7 @@ def concentration_trend_chart(
         .encode(
             x=alt.X("month:O", title=_t("month", lang), axis=alt.Axis(labelAngle=-45)),
             y=alt.Y("value:Q", title=name, axis=alt.Axis(format=fmt), scale=alt.Scale(zero=False)),
-            color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+            color=alt.Color("series:N", title=None, legend=alt.Legend(orient="right", labelLimit=260)),
             tooltip=[alt.Tooltip("month:O"), alt.Tooltip("series:N"), alt.Tooltip("value:Q", format=".3f")],
         )
     )
