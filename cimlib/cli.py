@@ -1200,6 +1200,10 @@ def build_parser() -> argparse.ArgumentParser:
     vr.add_argument("--type", choices=["I", "C"], help="only individuals or corporates (summary)")
     vr.set_defaults(func=_cmd_value_rfm)
 
+    from cimlib.churn._cli import add_churn_parser
+
+    add_churn_parser(sub, common)
+
     pa = sub.add_parser("params", parents=[common], help="manage parameters/: check, diff, apply")
     pas = pa.add_subparsers(dest="params_command", required=True, metavar="ACTION")
     pc = pas.add_parser("check", parents=[common], help="validate every parameter file (exit 2 on a problem)")

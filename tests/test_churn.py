@@ -1,4 +1,4 @@
-"""Churn labels (hand-computed golden cases and the planted churners), features without leakage, parameters."""
+"""Churn labels (hand-computed golden cases, the planted churners), features without leakage, parameters."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _tiny() -> duckdb.DuckDBPyConnection:
 
 
 @pytest.fixture(scope="module")
-def params():  # noqa: ANN201
+def params():
     return load_churn_params(ROOT)
 
 
@@ -63,13 +63,13 @@ def _labels(con: duckdb.DuckDBPyConnection, d: object) -> dict[tuple[str, int], 
     return {(r.customer_id, MONTHS.index(r.as_of_date)): (bool(r.churned), r.detail) for r in df.itertuples()}
 
 
-def test_labelled_months_need_the_whole_outcome_window(params) -> None:  # noqa: ANN001
+def test_labelled_months_need_the_whole_outcome_window(params) -> None:
     _, d = params.definition("hard")
     assert d.outcome_months == 3
     assert labelled_months(MONTHS, d) == MONTHS[:3]
 
 
-def test_hard_churn_golden(params) -> None:  # noqa: ANN001
+def test_hard_churn_golden(params) -> None:
     got = _labels(_tiny(), params.definitions["hard"])
     churned = {k for k, (v, _) in got.items() if v}
     # B closes in March: churned seen from Jan and Feb; not eligible from March (holds nothing).
@@ -79,7 +79,7 @@ def test_hard_churn_golden(params) -> None:  # noqa: ANN001
     assert got[("A", 0)] == (False, None) and len([k for k in got if k[0] == "A"]) == 3
 
 
-def test_product_attrition_golden(params) -> None:  # noqa: ANN001
+def test_product_attrition_golden(params) -> None:
     got = _labels(_tiny(), params.definitions["product_attrition"])
     # D's time deposit is gone from April on: lost as seen from Jan, Feb and Mar.
     assert got[("D", 0)] == (True, "TIME")
@@ -91,7 +91,7 @@ def test_product_attrition_golden(params) -> None:  # noqa: ANN001
     assert not any(v for (c, _), (v, _) in got.items() if c == "A")
 
 
-def test_value_churn_golden(params) -> None:  # noqa: ANN001
+def test_value_churn_golden(params) -> None:
     d = params.definitions["value"]
     assert (d.measure, d.drop, d.baseline_months, d.min_baseline) == ("deposit_adb", 0.5, 3, 10000)
     got = _labels(_tiny(), d)
@@ -103,7 +103,7 @@ def test_value_churn_golden(params) -> None:  # noqa: ANN001
     assert not any(c == "A" for c, _ in got)
 
 
-def test_inactivity_golden(params) -> None:  # noqa: ANN001
+def test_inactivity_golden(params) -> None:
     got = _labels(_tiny(), params.definitions["inactive"])
     # F: active in Jan, nothing Feb-Apr -> churned seen from Jan; from Feb it was active in Jan (within the
     # 3 months to Feb) but trades in May -> not churned; from Mar: eligible (Jan), May has a trade.
@@ -122,6 +122,11 @@ def _planted(bank: Bank, con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return ch
 
 
+def _months(con: duckdb.DuckDBPyConnection) -> list[dt.date]:
+    sql = "SELECT DISTINCT as_of_date FROM mart_customer_month ORDER BY 1"
+    return [r[0] for r in con.sql(sql).fetchall()]
+
+
 def _snapshot_con(bank: Bank) -> duckdb.DuckDBPyConnection:
     import json
 
@@ -129,10 +134,10 @@ def _snapshot_con(bank: Bank) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(cur["path"], read_only=True)
 
 
-def test_hard_churn_is_exactly_the_planted_leavers(bank: Bank, params) -> None:  # noqa: ANN001
+def test_hard_churn_is_exactly_the_planted_leavers(bank: Bank, params) -> None:
     con = _snapshot_con(bank)
     planted = _planted(bank, con)
-    months = [r[0] for r in con.sql("SELECT DISTINCT as_of_date FROM mart_customer_month ORDER BY 1").fetchall()]
+    months = _months(con)
     _, d = params.definition("hard")
     for outcome in (1, 2, 3):
         dd = d.model_copy(update={"outcome_months": outcome})
@@ -147,10 +152,10 @@ def test_hard_churn_is_exactly_the_planted_leavers(bank: Bank, params) -> None: 
             assert got, "the seeded bank plants leavers in every window"
 
 
-def test_value_churn_finds_the_silent_leavers(bank: Bank, params) -> None:  # noqa: ANN001
+def test_value_churn_finds_the_silent_leavers(bank: Bank, params) -> None:
     con = _snapshot_con(bank)
     planted = _planted(bank, con)
-    months = [r[0] for r in con.sql("SELECT DISTINCT as_of_date FROM mart_customer_month ORDER BY 1").fetchall()]
+    months = _months(con)
     d = params.definitions["value"]
     lab = labels_frame(con, d, labelled_months(months, d))
     s = pd.Period(lab["as_of_date"].iloc[0], "M")
@@ -178,7 +183,7 @@ def _copy_until(src: duckdb.DuckDBPyConnection, day: dt.date | None) -> duckdb.D
 
 def test_features_use_nothing_after_the_scoring_month(bank: Bank) -> None:
     con = _snapshot_con(bank)
-    months = [r[0] for r in con.sql("SELECT DISTINCT as_of_date FROM mart_customer_month ORDER BY 1").fetchall()]
+    months = _months(con)
     s = months[-2]
     full = features_frame(_copy_until(con, None), [s])
     cut = features_frame(_copy_until(con, s), [s])
@@ -186,7 +191,8 @@ def test_features_use_nothing_after_the_scoring_month(bank: Bank) -> None:
     pd.testing.assert_frame_equal(full, cut)
     # and the later month really is different data (the test could fail)
     later = features_frame(_copy_until(con, None), [months[-1]])
-    assert not later[["deposit_adb"]].reset_index(drop=True).equals(full[["deposit_adb"]].reset_index(drop=True))
+    a, b = (f[["deposit_adb"]].reset_index(drop=True) for f in (later, full))
+    assert not a.equals(b)
 
 
 def test_feature_sql_reads_no_current_state_fields() -> None:
@@ -197,7 +203,7 @@ def test_feature_sql_reads_no_current_state_fields() -> None:
 
 def test_features_frame_shape(bank: Bank) -> None:
     con = _snapshot_con(bank)
-    months = [r[0] for r in con.sql("SELECT DISTINCT as_of_date FROM mart_customer_month ORDER BY 1").fetchall()]
+    months = _months(con)
     f = features_frame(con, months[-2:])
     assert list(f.columns[:2]) == ["customer_id", "as_of_date"]
     assert set(FEATURES) <= set(f.columns)

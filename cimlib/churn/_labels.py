@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -190,3 +191,63 @@ def labels_frame(con: object, definition: AnyDefinition, months: Sequence[dt.dat
     df["as_of_date"] = pd.to_datetime(df["as_of_date"]).dt.date
     df["churned"] = df["churned"].astype(bool)
     return df
+
+
+def label_counts(principal: Any, definition: str | None = None, *, home: Any = None) -> pd.DataFrame:
+    """Eligible customers and churners per labelled scoring month, for one definition or all side by side.
+
+    Parameters
+    ----------
+    principal : Principal
+        Who asks; counts cover their scope only (aggregates: no single-customer detail needed).
+    definition : str, optional
+        One definition of ``parameters/churn.yaml``; every definition when None.
+    home : Home, path or None
+        The installation.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``definition, as_of, outcome_months, eligible, churned, rate``.
+
+    Raises
+    ------
+    NotPermitted
+        For a role without access to customer data.
+    """
+    from cimlib.access import NotPermitted, named_scope
+    from cimlib.churn._params import load_churn_params
+    from cimlib.customer import _data as D
+
+    if principal.scope == "none":
+        raise NotPermitted(f"role {principal.role} has no access to customer data")
+    h = D.resolve_home(home)
+    params = load_churn_params(h)
+    names = [params.definition(definition)[0]] if definition else list(params.definitions)
+    snap = D.snapshot(h)
+    months = D.as_of_dates(snap)
+    cond, named = named_scope(principal, "d", "scope")
+    frames = []
+    with snap.all_cores() as con:
+        for name in names:
+            d = params.definitions[name]
+            ms = labelled_months(months, d)
+            if not ms:
+                continue
+            sql = f"""
+SELECT l.as_of_date AS as_of, count(*) AS eligible, count(*) FILTER (WHERE l.churned) AS churned
+FROM ({label_sql(d)}) AS l JOIN dim_customer AS d ON d.customer_id = l.customer_id
+WHERE {cond}
+GROUP BY ALL ORDER BY 1
+"""
+            df = con.sql(sql, params={"months": ms, **named}).df()
+            df.insert(0, "definition", name)
+            df.insert(2, "outcome_months", d.outcome_months)
+            frames.append(df)
+    cols = ["definition", "as_of", "outcome_months", "eligible", "churned", "rate"]
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    out = pd.concat(frames, ignore_index=True)
+    out["as_of"] = pd.to_datetime(out["as_of"]).dt.date
+    out["rate"] = out["churned"] / out["eligible"].where(out["eligible"] > 0)
+    return out[cols]

@@ -80,16 +80,33 @@ class Inactivity(_Definition):
 Definition = Annotated[HardChurn | ProductAttrition | ValueChurn | Inactivity, Field(discriminator="kind")]
 
 
+class BoosterParams(_Strict):
+    """Hyper-parameters passed to :class:`cimlib.churn.ChurnModel` (unset ones keep its defaults)."""
+
+    learning_rate: float | None = Field(default=None, gt=0, le=1)
+    max_iter: int | None = Field(default=None, ge=1, le=5000)
+    max_depth: int | None = Field(default=None, ge=1, le=32)
+    max_leaf_nodes: int | None = Field(default=None, ge=2, le=1024)
+    min_samples_leaf: int | None = Field(default=None, ge=1)
+    l2_regularization: float | None = Field(default=None, ge=0)
+
+
 class ModelSettings(_Strict):
     definition: str
     test_months: int = Field(default=2, ge=1, le=12)
     max_train_months: int = Field(default=6, ge=1, le=36)
     random_state: int = 7
+    params: BoosterParams = BoosterParams()
+
+    def estimator_params(self) -> dict[str, object]:
+        """The keyword arguments of :class:`cimlib.churn.ChurnModel` these settings give."""
+        return {"random_state": self.random_state, **self.params.model_dump(exclude_none=True)}
 
 
 class WatchlistSettings(_Strict):
     tiers: list[str] = Field(default_factory=list)
     min_adb: float = Field(default=0, ge=0)
+    min_risk_decile: int = Field(default=8, ge=1, le=10)
     value_measure: Literal["deposit_adb", "aum"] = "deposit_adb"
     reasons: int = Field(default=3, ge=1, le=10)
 
@@ -130,7 +147,8 @@ class ChurnParams(_Strict):
         key = name or self.model.definition
         if key not in self.definitions:
             raise ChurnParamsError(
-                f"no churn definition {key!r} in parameters/churn.yaml; there are: {', '.join(self.definitions)}"
+                f"no churn definition {key!r} in parameters/churn.yaml; "
+                f"there are: {', '.join(self.definitions)}"
             )
         return key, self.definitions[key]
 
