@@ -53,6 +53,39 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Bank:
     return Bank(home=home, raw=raw, synth=synth, ingest=ingest, build=build)
 
 
+#: The churn bank: 12 months (an out-of-time backtest needs history, training months whose outcome windows
+#: close before the test months, and test months), 8,000 customers, seeded.
+CHURN_CUSTOMERS = 8000
+CHURN_MONTHS = 12
+CHURN_SEED = 20261129
+
+
+@pytest.fixture(scope="session")
+def churn_bank(tmp_path_factory: pytest.TempPathFactory) -> Bank:
+    """A 12-month synthetic bank for the churn model (about 15 s to build)."""
+    home = tmp_path_factory.mktemp("churn_bank")
+    raw = home / "data" / "raw"
+    synth = json.loads(run_cim("synth", "--customers", str(CHURN_CUSTOMERS), "--months", str(CHURN_MONTHS),
+                               "--seed", str(CHURN_SEED), "--out", str(raw), "--json", home=home).stdout)
+    ingest = json.loads(run_cim("ingest", str(raw), "--json", home=home).stdout)
+    build = json.loads(run_cim("build", "--json", home=home).stdout)
+    return Bank(home=home, raw=raw, synth=synth, ingest=ingest, build=build)
+
+
+@pytest.fixture(scope="session")
+def churn_backtest(churn_bank: Bank) -> dict:
+    """``cim churn backtest`` on the churn bank (the saved production model and its card)."""
+    proc = run_cim("churn", "backtest", "--as", "prov_analyst", "--json", home=churn_bank.home)
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def churn_scored(churn_bank: Bank, churn_backtest: dict) -> dict:
+    """``cim churn score`` of the churn bank's latest month (scores and reasons beside the snapshot)."""
+    proc = run_cim("churn", "score", "--as", "prov_analyst", "--json", home=churn_bank.home)
+    return json.loads(proc.stdout)
+
+
 # ---------------------------------------------------------------------------------------------- browsers
 #: Demo sign-in passwords of the browser tests (set in a scratch password file per server).
 BROWSER_PASSWORDS = {

@@ -1,8 +1,7 @@
 """The churn model end to end on a 12-month synthetic bank: backtest, model card, scoring, the watchlist.
 
-The shared test bank has 4 months, too few for an out-of-time backtest (history, training months whose
-outcome windows close before the test months, and test months), so this module builds its own seeded
-bank of 8,000 customers over 12 months once (about 15 s).
+The shared test bank has 4 months, too few for an out-of-time backtest, so these tests use the 12-month
+``churn_bank`` of conftest.py.
 """
 
 from __future__ import annotations
@@ -18,30 +17,15 @@ import pytest
 from cimlib.access import NotPermitted, principal_for
 from tests.conftest import Bank, run_cim
 
-SEED = 20261129
+
+@pytest.fixture(scope="module")
+def backtest_run(churn_backtest: dict) -> dict:
+    return churn_backtest
 
 
 @pytest.fixture(scope="module")
-def churn_bank(tmp_path_factory: pytest.TempPathFactory) -> Bank:
-    home = tmp_path_factory.mktemp("churn_bank")
-    raw = home / "data" / "raw"
-    synth = json.loads(run_cim("synth", "--customers", "8000", "--months", "12", "--seed", str(SEED),
-                               "--out", str(raw), "--json", home=home).stdout)  # fmt: skip
-    ingest = json.loads(run_cim("ingest", str(raw), "--json", home=home).stdout)
-    build = json.loads(run_cim("build", "--json", home=home).stdout)
-    return Bank(home=home, raw=raw, synth=synth, ingest=ingest, build=build)
-
-
-@pytest.fixture(scope="module")
-def backtest_run(churn_bank: Bank) -> dict:
-    proc = run_cim("churn", "backtest", "--as", "prov_analyst", "--json", home=churn_bank.home)
-    return json.loads(proc.stdout)
-
-
-@pytest.fixture(scope="module")
-def scored(churn_bank: Bank, backtest_run: dict) -> dict:
-    proc = run_cim("churn", "score", "--as", "prov_analyst", "--json", home=churn_bank.home)
-    return json.loads(proc.stdout)
+def scored(churn_scored: dict) -> dict:
+    return churn_scored
 
 
 def _planted(bank: Bank) -> pd.DataFrame:
