@@ -232,3 +232,17 @@ def test_bad_parameters_name_file_key_and_line(tmp_path: Path) -> None:
     params = load_churn_params(ROOT)
     with pytest.raises(ChurnParamsError, match="there are: hard"):
         params.definition("nope")
+
+
+def test_negative_sampling_keeps_every_leaver_and_reweights() -> None:
+    from cimlib.churn._backtest import sample_negatives
+
+    y = pd.Series(np.r_[np.ones(100, int), np.zeros(9900, int)])
+    rows = pd.Series(np.ones(10000, bool))
+    keep, w, rate = sample_negatives(y, rows, 10000, 0)
+    assert keep.all() and w is None and rate == 1.0
+    keep, w, rate = sample_negatives(y, rows, 2000, 0)
+    assert y[keep].sum() == 100  # every leaver
+    assert rate == pytest.approx(1900 / 9900)
+    assert 1800 < keep.sum() < 2300
+    assert w.sum() == pytest.approx(10000, rel=0.05)  # weighted back to the population

@@ -96,6 +96,7 @@ class ModelSettings(_Strict):
     test_months: int = Field(default=2, ge=1, le=12)
     max_train_months: int = Field(default=6, ge=1, le=36)
     random_state: int = 7
+    max_train_rows: int = Field(default=1_000_000, ge=1000)
     params: BoosterParams = BoosterParams()
 
     def estimator_params(self) -> dict[str, object]:
