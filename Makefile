@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine with Python 3.11+:
 #   make demo   - install, generate the sample bank, ingest it, build the warehouse, print a summary and
-#                 a county's event reminders (outputs/lists/)
+#                 a county's event reminders, backtest and score the churn model and write a county's
+#                 churn watchlist (outputs/lists/, outputs/models/churn/)
 #   make test   - install and run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -29,6 +30,9 @@ demo: install
 	$(CIM) build
 	$(CIM) status
 	$(CIM) target run events --as county_mgr_101 --limit 10 --out outputs/lists/events-101000.xlsx --split branch
+	$(CIM) churn backtest --as prov_analyst
+	$(CIM) churn score --as prov_analyst
+	$(CIM) churn watchlist --as county_mgr_101 --limit 3 --out outputs/lists/churn-watchlist-101000.xlsx --split branch
 
 # The browser tests drive Debian's Chromium (never `playwright install`); Chinese chart text needs a CJK
 # font. Installed with apt when missing (CI runs as root on a fresh machine).

@@ -323,7 +323,7 @@ FROM s
 JOIN dim_customer AS d ON d.customer_id = s.customer_id
 WHERE ({cond}) AND s.value >= $min_value AND s.risk_decile >= $min_decile {tiers_sql}
 {"QUALIFY rank <= $limit" if limit is not None else ""}
-ORDER BY d.home_org_code, {key}, rank
+ORDER BY {"d.home_org_code" if by == "branch" else key}, rank
 """
     t0 = time.perf_counter()
     with snap.all_cores() as con:
