@@ -173,3 +173,22 @@ def test_labels_cli_shows_all_definitions(churn_bank: Bank) -> None:
     assert (rows["churned"] <= rows["eligible"]).all()
     hard = rows[rows["definition"] == "hard"]
     assert hard["churned"].sum() > 0
+
+
+def test_watchlist_keeps_to_the_important_tiers(churn_bank: Bank, scored: dict, monkeypatch) -> None:
+    import cimlib.churn._score as S
+    from cimlib.churn import load_churn_params, watchlist
+    from cimlib.value import customer_value
+
+    real = load_churn_params(churn_bank.home)
+    tiered = real.model_copy(update={"watchlist": real.watchlist.model_copy(update={"tiers": ["A2", "A3"]})})
+    monkeypatch.setattr(S, "load_churn_params", lambda home=None, path=None: tiered)
+    who = principal_for("county_mgr_101", churn_bank.home)
+    wl = watchlist(who, home=churn_bank.home)
+    assert len(wl)
+    tiers = customer_value(who, home=churn_bank.home).set_index("customer_id")["aum_tier"]
+    assert set(tiers.loc[wl["customer_id"]]) <= {"A2", "A3"}
+    bad = real.model_copy(update={"watchlist": real.watchlist.model_copy(update={"tiers": ["A9"]})})
+    monkeypatch.setattr(S, "load_churn_params", lambda home=None, path=None: bad)
+    with pytest.raises(ValueError, match="unknown AUM tier"):
+        watchlist(who, home=churn_bank.home)

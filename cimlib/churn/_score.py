@@ -347,14 +347,39 @@ ORDER BY {"d.home_org_code" if by == "branch" else key}, rank
 
 
 def _tier_filter(tiers: list[str], home: Any) -> tuple[str, dict[str, Any]]:
-    """SQL restricting the watchlist to the important AUM tiers (none when the list is empty)."""
+    """SQL keeping the watchlist to the important AUM tiers of ``parameters/value.yaml`` (all when empty).
+
+    The tier is that of the scored month, on the tiers' measure (``aum_adb`` = deposit ADB + wealth, or
+    month-end ``aum``), exactly as :func:`cimlib.value.customer_value` assigns it.
+    """
     if not tiers:
         return "", {}
     from cimlib.value import load_value_params
 
     vp = load_value_params(home)
-    edges = {t.id: t.min for t in vp.tiers.aum}  # type: ignore[attr-defined]
-    unknown = [t for t in tiers if t not in edges]
+    if vp.tiers is None:
+        raise ValueError("parameters/churn.yaml watchlist.tiers needs the tiers: of parameters/value.yaml")
+    aum = vp.tiers.aum
+    ids = [t.id for t in aum.tiers]
+    unknown = [t for t in tiers if t not in ids]
     if unknown:
-        raise ValueError(f"parameters/churn.yaml watchlist.tiers: unknown AUM tier(s) {unknown}")
-    return "AND s.aum >= $tier_floor", {"tier_floor": float(min(edges[t] for t in tiers))}
+        raise ValueError(f"parameters/churn.yaml watchlist.tiers: unknown AUM tier(s) {unknown}; "
+                         f"tiers: {ids}")
+    bounds = [0.0, *aum.edges]
+    measure = "m.deposit_adb + m.wealth_aum" if aum.measure == "aum_adb" else "m.aum"
+    parts, params = [], {}
+    for t in tiers:
+        k = ids.index(t)
+        lo = bounds[k]
+        hi = bounds[k + 1] if k + 1 < len(bounds) else None
+        params[f"tier_lo_{k}"] = float(lo)
+        cond = f"({measure}) >= $tier_lo_{k}"
+        if hi is not None:
+            params[f"tier_hi_{k}"] = float(hi)
+            cond += f" AND ({measure}) < $tier_hi_{k}"
+        parts.append(f"({cond})")
+    sql = (
+        "AND EXISTS (SELECT 1 FROM mart_customer_month AS m WHERE m.customer_id = s.customer_id "
+        f"AND m.as_of_date = s.as_of_date AND ({' OR '.join(parts)}))"
+    )
+    return sql, params
