@@ -289,8 +289,36 @@ def _cmd_customer_show(args: argparse.Namespace, home: Home) -> int:
                 t.add_row(k, ", ".join(map(str, v)) if isinstance(v, list) else str(v))
         c.print(t)
         for name, frame in view.frames().items():
+            if name in ("contribution_by_product", "contribution_trend"):
+                continue
             if name != "channel_mix" or frame["txn_count_window"].sum() > 0:
                 _frame_table(c, name.replace("_", " ").capitalize(), frame)
+        val = payload.get("value") or {}
+        if val.get("available"):
+            vt = Table(title=f"Value {str(val.get('as_of', ''))[:7]} (yuan for the month)", show_header=False)
+            vt.add_column("field")
+            vt.add_column("value", overflow="fold")
+            from cimlib.customer._value import COMPONENTS
+
+            for k in COMPONENTS:
+                vt.add_row(k, f"{val.get(k, 0):,.2f}")
+            for k in ("aum_tier", "contribution_tier"):
+                if val.get(k):
+                    vt.add_row(k, f"{val[k]['id']} {val[k]['en']}")
+            rule = val.get("quality_rule")
+            vt.add_row("quality", rule["en"] if rule else "no")
+            pot = val.get("potential")
+            vt.add_row("potential", "not assessed" if pot is None else "yes" if pot["is_potential"] else "no")
+            rfm = val.get("rfm")
+            vt.add_row("rfm", f"{rfm['en']} ({rfm['rfm']})" if rfm else "not assessed")
+            churn = val.get("churn")
+            if churn:
+                risk = f"decile {churn['risk_decile']}/10, score {churn['churn_score']:.1%}"
+                vt.add_row("churn risk", risk)
+                vt.add_row("reasons", "; ".join(churn["reasons_en"]) or "-")
+            c.print(vt)
+            _frame_table(c, "Contribution by product", view.contribution_by_product)
+            _frame_table(c, "Contribution trend", view.contribution_trend)
 
     _emit(args, payload, human)
     return EXIT_OK

@@ -36,6 +36,8 @@ from cimlib.i18n import (
 log = logging.getLogger(__name__)
 
 MAX_RESULTS = 50
+#: The page key of the value tab (its title comes from :func:`value_text`).
+VALUE_TAB = "value360.tab"
 MAX_TABLE_ROWS = 200
 #: Longest customer number a deep link may name (longer ones are refused without a lookup).
 MAX_LINKED_ID = 64
@@ -391,12 +393,268 @@ _CSS = """<style>
 .cim-app .cim-notice { color: #37474f; }
 .cim-app h4 { margin: 10px 0 4px; }
 .cim-app .cim-scroll { overflow-x: auto; max-width: 100%; }
+.cim-app .cim-badge { display: inline-block; padding: 2px 10px; border-radius: 10px; font-weight: 600; }
+.cim-app .cim-risk-high { background: #ffebee; color: #b71c1c; }
+.cim-app .cim-risk-medium { background: #fff8e1; color: #e65100; }
+.cim-app .cim-risk-low { background: #e8f5e9; color: #1b5e20; }
+.cim-app .cim-risk-none { background: #eceff1; color: #455a64; font-weight: normal; }
+.cim-app .cim-reasons ul { margin: 4px 0 8px 18px; padding: 0; }
 .cim-app .cim-tabs .lm-TabBar-tab { flex: 0 0 auto !important; max-width: none !important; min-width: 64px; }
 </style>"""
 
 
 def _section(title: str, body: str) -> str:
     return f"<h4>{html.escape(title)}</h4>{body}"
+
+
+# ---- the value section (contribution, tiers, RFM, churn) -----------------------------------------------
+#: Text of the value tab, in both languages. A key ``value360.<name>`` in the locale files takes precedence,
+#: so the text can move there without a code change.
+_VALUE_TEXT: dict[str, tuple[str, str]] = {
+    "tab": ("Value", "价值"),
+    "title": ("Value and churn risk, {month}", "客户价值与流失风险（{month}）"),
+    "contribution": ("Contribution this month", "本月贡献度"),
+    "aum_tier": ("AUM tier", "AUM分层"),
+    "contribution_tier": ("Contribution tier", "贡献度分层"),
+    "quality": ("Quality customer", "优质客户"),
+    "not_quality": ("not a quality customer", "非优质客户"),
+    "potential": ("Potential quality customer", "潜在优质客户"),
+    "not_potential": ("not potential (share of wallet {share})", "非潜在优质客户（钱包份额 {share}）"),
+    "not_assessed": ("not assessed for this month", "本月未评估"),
+    "rfm": ("RFM segment", "RFM分群"),
+    "churn": ("Churn risk", "流失风险"),
+    "churn_badge": ("decile {decile} of 10 (score {score})", "风险十分位 {decile}/10（评分 {score}）"),
+    "churn_none": ("not scored this month", "本月未评分"),
+    "reasons": ("Why", "原因"),
+    "no_reasons": ("below the watchlist's threshold: no reasons computed", "未达关注名单门槛，未生成原因"),
+    "by_product": ("Contribution by product", "按产品贡献度"),
+    "trend": ("Contribution, last months", "近几个月贡献度"),
+    "chart_title": ("Where this month's contribution comes from", "本月贡献度构成"),
+    "unit": ("CNY", "元"),
+    "product": ("Product", "产品"),
+    "fees_and_txn": ("Fees and transactions (no product)", "手续费与交易（不分产品）"),
+    "month": ("Month", "月份"),
+    "deposit_nii": ("Deposit NII", "存款净利息收入"),
+    "loan_nii": ("Loan NII", "贷款净利息收入"),
+    "fee_income": ("Fees", "手续费收入"),
+    "operating_cost": ("Operating cost", "运营成本"),
+    "expected_loss": ("Expected loss", "预期损失"),
+    "total": ("Contribution", "贡献度"),
+    "unavailable": (
+        "No value figures: parameters/value.yaml could not be read.",
+        "无价值数据：value.yaml 无法读取。",
+    ),
+}
+_RISK_CLASS = ((8, "cim-risk-high"), (5, "cim-risk-medium"), (1, "cim-risk-low"))
+
+
+def value_text(key: str, lang: str, **fmt: Any) -> str:
+    """A text of the value tab in ``lang`` (the locale files' ``value360.<key>`` when they have it)."""
+    try:
+        return t(f"value360.{key}", lang, **fmt)
+    except KeyError:
+        en, zh = _VALUE_TEXT[key]
+        text = zh if lang == "zh_CN" else en
+        return text.format(**fmt) if fmt else text
+
+
+def _yuan(x: Any) -> str:
+    """Contribution is tens to thousands of yuan a month: shown in yuan in both languages, not 万元."""
+    if x is None or (isinstance(x, float) and x != x):
+        return ""
+    return f"{float(x):,.2f}"
+
+
+def contribution_steps(value: Mapping[str, Any], lang: str) -> pd.DataFrame:
+    """The waterfall of a month's contribution: income steps up, costs down, the total from zero.
+
+    Parameters
+    ----------
+    value : mapping
+        ``Customer360.value`` (``deposit_nii``, ``loan_nii``, ``fee_income``, ``operating_cost``,
+        ``expected_loss``, ``contribution``, ``expected_loss_included``).
+    lang : str
+        ``"zh_CN"`` or ``"en"``.
+
+    Returns
+    -------
+    DataFrame
+        ``step, label, amount, start, end, kind`` (``income``, ``cost`` or ``total``), in order; the last
+        step's ``end`` is the contribution. Expected loss is a step only when it is subtracted.
+    """
+    steps = [("deposit_nii", 1), ("loan_nii", 1), ("fee_income", 1), ("operating_cost", -1)]
+    if value.get("expected_loss_included"):
+        steps.append(("expected_loss", -1))
+    rows, level = [], 0.0
+    for key, sign in steps:
+        amount = sign * float(value.get(key) or 0.0)
+        rows.append((key, value_text(key, lang), amount, level, level + amount,
+                     "cost" if sign < 0 else "income"))  # fmt: skip
+        level += amount
+    total = float(value.get("contribution") or 0.0)
+    rows.append(("contribution", value_text("total", lang), total, 0.0, total, "total"))
+    return pd.DataFrame(rows, columns=["step", "label", "amount", "start", "end", "kind"])
+
+
+def contribution_waterfall(value: Mapping[str, Any], lang: str = DEFAULT_LANG) -> Any:
+    """A waterfall chart of where a customer's month contribution comes from (Altair, the app's style).
+
+    Parameters
+    ----------
+    value : mapping
+        ``Customer360.value``.
+    lang : str
+        ``"zh_CN"`` or ``"en"``; amounts in yuan in both (a month's contribution is small).
+
+    Returns
+    -------
+    altair.LayerChart
+        Data of :func:`contribution_steps`; x = step (in order), y / y2 = start / end, colour = kind.
+    """
+    import altair as alt
+
+    from cimlib.charts import CJK_FONT
+
+    data = contribution_steps(value, lang)
+    order = list(data["label"])
+    kinds = ["income", "cost", "total"]
+    base = alt.Chart(data).encode(
+        x=alt.X("label:N", sort=order, title=None, axis=alt.Axis(labelAngle=0, labelLimit=120)),
+    )
+    bars = base.mark_bar(size=38).encode(
+        y=alt.Y("start:Q", title=f"{value_text('total', lang)} ({value_text('unit', lang)})",
+                axis=alt.Axis(format=",.0f")),
+        y2="end:Q",
+        color=alt.Color("kind:N", scale=alt.Scale(domain=kinds, range=["#4c78a8", "#e45756", "#54a24b"]),
+                        legend=None),
+        tooltip=[alt.Tooltip("label:N"), alt.Tooltip("amount:Q", format=",.2f")],
+    )  # fmt: skip
+    text = (
+        base.transform_calculate(top="max(datum.start, datum.end)")
+        .mark_text(dy=-6, fontSize=11)
+        .encode(y="top:Q", text=alt.Text("amount:Q", format=",.2f"))
+    )
+    rule = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#90a4ae").encode(y="y:Q")
+    title = value_text("chart_title", lang)
+    return (
+        (bars + text + rule)
+        .properties(title=title, width=460, height=220)
+        .configure(font=CJK_FONT)
+        .configure_title(anchor="start", fontSize=14)
+        .configure_view(stroke=None)
+    )
+
+
+def _risk_class(decile: int) -> str:
+    return next(cls for floor, cls in _RISK_CLASS if decile >= floor)
+
+
+def value_html(c360: Any, lang: str, *, chart: bool = True) -> str:
+    """The value tab: tiers and flags, the churn-risk badge with its reasons, the contribution waterfall,
+    the contribution by product and the trend.
+
+    Parameters
+    ----------
+    c360 : Customer360
+        The view (its ``value``, ``contribution_by_product`` and ``contribution_trend``).
+    lang : str
+        ``"zh_CN"`` or ``"en"``.
+    chart : bool
+        Render the waterfall (SVG in the kernel); False leaves a placeholder, for a tab not yet shown.
+
+    Returns
+    -------
+    str
+        HTML; every text escaped.
+    """
+    value = getattr(c360, "value", None) or {}
+    esc = html.escape
+    if not value.get("available"):
+        return f'<p class="cim-empty">{esc(value_text("unavailable", lang))}</p>'
+    zh = lang == "zh_CN"
+    name = "zh" if zh else "en"
+    unit = value_text("unit", lang)
+    rows: list[tuple[str, str]] = [
+        (value_text("contribution", lang), f"{_yuan(value.get('contribution'))} {unit}"),
+    ]
+    for key in ("aum_tier", "contribution_tier"):
+        tier = value.get(key)
+        if tier:
+            rows.append((value_text(key, lang), f"{tier['id']} · {tier[name]}"))
+    if "is_quality" in value:
+        rule = value.get("quality_rule")
+        rows.append((value_text("quality", lang), rule[name] if rule else value_text("not_quality", lang)))
+    pot = value.get("potential")
+    if pot is None:
+        pot_text = value_text("not_assessed", lang)
+    elif pot.get("is_potential"):
+        pot_text = t("app.yes", lang)
+    else:
+        share = pot.get("share_of_wallet")
+        pot_text = value_text("not_potential", lang, share="-" if share is None else f"{float(share):.0%}")
+    rows.append((value_text("potential", lang), pot_text))
+    rfm = value.get("rfm")
+    rows.append((value_text("rfm", lang), f"{rfm[name]} (RFM {rfm['rfm']})" if rfm else
+                 value_text("not_assessed", lang)))  # fmt: skip
+    churn = value.get("churn")
+    if churn:
+        decile = int(churn["risk_decile"])
+        badge = value_text("churn_badge", lang, decile=decile, score=f"{float(churn['churn_score']):.1%}")
+        reasons = churn.get("reasons_zh_CN" if zh else "reasons_en") or []
+        items = "".join(f"<li>{esc(r)}</li>" for r in reasons)
+        items = items or f"<li>{esc(value_text('no_reasons', lang))}</li>"
+        churn_html = (
+            f'<div class="cim-churn"><span class="cim-badge {_risk_class(decile)}">'
+            f"{esc(value_text('churn', lang))}: {esc(badge)}</span>"
+            f'<div class="cim-reasons"><b>{esc(value_text("reasons", lang))}</b><ul>{items}</ul></div></div>'
+        )
+    else:
+        churn_html = (
+            f'<div class="cim-churn"><span class="cim-badge cim-risk-none">{esc(value_text("churn", lang))}: '
+            f"{esc(value_text('churn_none', lang))}</span></div>"
+        )
+    summary = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    body = [
+        f"<h4>{esc(value_text('title', lang, month=str(value.get('as_of', ''))[:7]))}</h4>",
+        churn_html,
+        f'<table class="cim-table cim-overview cim-value-summary">{summary}</table>',
+        chart_html(contribution_waterfall(value, lang), "cim-chart-value")
+        if chart
+        else '<div class="cim-chart cim-chart-value cim-pending"></div>',
+        f"<h4>{esc(value_text('by_product', lang))}</h4>",
+        _value_table(getattr(c360, "contribution_by_product", None), lang, by_product=True),
+        f"<h4>{esc(value_text('trend', lang))}</h4>",
+        _value_table(getattr(c360, "contribution_trend", None), lang, by_product=False),
+    ]
+    return '<div class="cim-value">' + "".join(body) + "</div>"
+
+
+def _value_table(frame: pd.DataFrame | None, lang: str, *, by_product: bool) -> str:
+    if frame is None or len(frame) == 0:
+        return f'<p class="cim-empty">{html.escape(t("app.none", lang))}</p>'
+    unit = value_text("unit", lang)
+    money = [c for c in ("deposit_nii", "loan_nii", "fee_income", "operating_cost", "expected_loss",
+                         "contribution") if c in frame.columns]  # fmt: skip
+    first = "product" if by_product else "month"
+    head = [value_text(first, lang)] + [f"{value_text('total' if c == 'contribution' else c, lang)} ({unit})"
+                                        for c in money]  # fmt: skip
+    body = []
+    for rec in frame.to_dict("records"):
+        if by_product:
+            code = rec.get("product_code")
+            if isinstance(code, str) and code:
+                label = f"{rec.get('product_name') or ''} ({code})".strip()
+            else:
+                label = value_text("fees_and_txn", lang)
+        else:
+            label = str(rec.get("month", ""))
+        cells = "".join(f'<td class="num">{html.escape(_yuan(rec.get(c)))}</td>' for c in money)
+        body.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return (
+        f'<div class="cim-scroll"><table class="cim-table cim-value-table"><thead><tr>{header}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 # ---- adapters from the service's frames to the chart functions' inputs ----------------------------------
@@ -563,6 +821,8 @@ class CustomerApp:
         self.query.observe(lambda ch: self._guard(lambda: self.search(ch["new"])), names="value")
         self.lang_toggle.observe(lambda ch: self._guard(lambda: self.set_language(ch["new"])), names="value")
         self.as_of.observe(self._on_as_of, names="value")
+        self._value_page: int | None = None
+        self.tabs.observe(lambda _ch: self._guard(self._render_value_chart), names="selected_index")
 
         if not self.can_view_detail:
             self.query.disabled = True
@@ -700,6 +960,16 @@ class CustomerApp:
             return
         self._guard(lambda: self.open(self.current.customer_id, as_of=change["new"]))
 
+    def _render_value_chart(self) -> None:
+        """Render the value tab's chart once the tab is shown (an SVG costs tens of ms; most views never
+        open that tab)."""
+        i = self._value_page
+        if i is None or self.tabs.selected_index != i or self.current is None or i >= len(self.tabs.children):
+            return
+        page = self.tabs.children[i]
+        if "cim-pending" in page.value:
+            page.value = value_html(self.current, self.lang, chart=True)
+
     # -- rendering ---------------------------------------------------------------------------------------
     def principal_text(self) -> str:
         """The signed-in user's name, role and scope, as shown in the header."""
@@ -809,6 +1079,8 @@ class CustomerApp:
             )
         )
         pages.append(("tabs.products", table("products")))
+        if get("value") is not None:  # rendered without its chart until the tab is shown (see _on_tab)
+            pages.append((VALUE_TAB, value_html(c360, lang, chart=False)))
         pages.append(("tabs.trend", trend_chart + table("trend")))
         pages.append(("tabs.channels", mix_chart + table("channel_mix")))
         pages.append(
@@ -840,10 +1112,14 @@ class CustomerApp:
             page = w.HTML(body)
             page.add_class("cim-tab-page")
             children.append(page)
+        self._value_page = next((i for i, (key, _) in enumerate(pages) if key == VALUE_TAB), None)
         self.tabs.children = children
-        self.tabs.titles = tuple(t(key, lang) for key, _ in pages)
+        self.tabs.titles = tuple(
+            value_text("tab", lang) if key == VALUE_TAB else t(key, lang) for key, _ in pages
+        )
         if selected is not None and selected < len(children):
             self.tabs.selected_index = selected
+        self._render_value_chart()
         months = [str(m) for m in (getattr(c360, "available_months", None) or [])]
         self._building = True
         try:
@@ -949,7 +1225,7 @@ def warm_up(home: Any = None) -> None:
         The CIM home (default ``$CIM_HOME``).
     """
     import cimlib.access as access
-    import cimlib.customer  # noqa: F401
+    import cimlib.customer
 
     charts.warm_up()
     try:
@@ -957,6 +1233,10 @@ def warm_up(home: Any = None) -> None:
         access.warehouse(home).snapshot()
     except Exception:  # nothing published yet, or a policy error: the visit reports it properly
         log.warning("warm-up could not open the policy or the warehouse", exc_info=True)
+    try:  # the latest month's bank-wide value frame and RFM, which the value tab reads (once per snapshot)
+        cimlib.customer.precompute_value(home)
+    except Exception:
+        log.warning("warm-up could not precompute the value frame", exc_info=True)
     # The first widgets of a process cost tens of milliseconds (class set-up); pay that here.
     warm = [w.HTML(), w.Text(), w.Button(), w.Dropdown(), w.Tab(), w.ToggleButtons(options=["a"])]
     for widget in [w.VBox(warm), *warm]:

@@ -8,6 +8,7 @@ audit log. See ``docs/access.md``.
 from cimlib.customer._data import AsOfError, warm_up
 from cimlib.customer._search import SearchError, available_months, search
 from cimlib.customer._settings import Settings, SettingsError, load_settings
+from cimlib.customer._value import precompute_value
 from cimlib.customer._view import Customer360, customer_360
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "available_months",
     "customer_360",
     "load_settings",
+    "precompute_value",
     "search",
     "warm_up",
 ]

@@ -53,6 +53,13 @@ class Tier(_Strict):
     zh: str
 
 
+class Value(_Strict):
+    """The value section: how many months of contribution trend, and which churn definition's scores."""
+
+    trend_months: int = Field(default=6, ge=1, le=24)
+    churn_definition: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,40}$")
+
+
 class Settings(_Strict):
     """The validated contents of ``parameters/customer360.yaml``."""
 
@@ -60,6 +67,7 @@ class Settings(_Strict):
     trend_months: int = Field(default=12, ge=1, le=60)
     events: Events = Events()
     risk: Risk = Risk()
+    value: Value = Value()
     tiers: list[Tier] = Field(min_length=1)
 
     def tier_of(self, value: float) -> Tier:

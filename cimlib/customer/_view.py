@@ -23,6 +23,7 @@ from cimlib.access import (
 )
 from cimlib.customer import _data as D
 from cimlib.customer._settings import Settings, load_settings
+from cimlib.customer._value import value_section
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,9 @@ class Customer360:
     guarantees_received: pd.DataFrame = field(default_factory=pd.DataFrame)
     business: pd.DataFrame = field(default_factory=pd.DataFrame)
     settlement: pd.DataFrame = field(default_factory=pd.DataFrame)
+    value: dict[str, Any] = field(default_factory=dict)
+    contribution_by_product: pd.DataFrame = field(default_factory=pd.DataFrame)
+    contribution_trend: pd.DataFrame = field(default_factory=pd.DataFrame)
     masked_fields: list[str] = field(default_factory=list)
 
     @property
@@ -590,7 +594,12 @@ def _risk_flags(
 
 # --------------------------------------------------------------------------------------------- main
 def _build(
-    snap: Snapshot, principal: Principal, ident: dict[str, Any], as_of: dt.date, st: Settings
+    snap: Snapshot,
+    principal: Principal,
+    ident: dict[str, Any],
+    as_of: dt.date,
+    st: Settings,
+    home: D.HomeLike = None,
 ) -> Customer360:
     cid = ident["customer_id"]
     is_c = ident["customer_type"] == "C"
@@ -730,6 +739,7 @@ def _build(
         if k in overview:
             overview[k] = mask_value(principal, fld, overview[k])
     cust_months = sorted({m["as_of_date"].strftime("%Y-%m") for m in months})
+    value, by_product, value_trend = value_section(snap, home, ident, months, as_of, st)
     return Customer360(
         customer_id=cid,
         customer_type=ident["customer_type"],
@@ -753,6 +763,9 @@ def _build(
         guarantees_received=g_recv,
         business=biz,
         settlement=settlement,
+        value=value,
+        contribution_by_product=by_product,
+        contribution_trend=value_trend,
         masked_fields=masked,
     )
 
@@ -825,7 +838,7 @@ def customer_360(
         audit_log(h, principal, action, target, snap.snapshot_id, {"as_of": when.isoformat()},
                   outcome="not_found_or_not_permitted")  # fmt: skip
         raise NotFoundOrNotPermitted()
-    view = _build(snap, principal, ident, when, st)
+    view = _build(snap, principal, ident, when, st, h)
     ms = round((time.perf_counter() - t0) * 1000, 2)
     audit_log(
         h, principal, action, view.customer_id, snap.snapshot_id,
