@@ -246,3 +246,14 @@ def test_negative_sampling_keeps_every_leaver_and_reweights() -> None:
     assert rate == pytest.approx(1900 / 9900)
     assert 1800 < keep.sum() < 2300
     assert w.sum() == pytest.approx(10000, rel=0.05)  # weighted back to the population
+
+
+def test_a_month_has_the_same_features_alone_or_in_a_training_frame(bank: Bank) -> None:
+    """No train/score skew: scoring a month alone reads the same history as a multi-month training frame."""
+    con = _snapshot_con(bank)
+    months = _months(con)
+    together = features_frame(con, months)
+    for m in months[1:]:
+        alone = features_frame(con, [m]).reset_index(drop=True)
+        part = together[together["as_of_date"] == m].reset_index(drop=True)
+        pd.testing.assert_frame_equal(alone, part)

@@ -192,3 +192,18 @@ def test_watchlist_keeps_to_the_important_tiers(churn_bank: Bank, scored: dict, 
     monkeypatch.setattr(S, "load_churn_params", lambda home=None, path=None: bad)
     with pytest.raises(ValueError, match="unknown AUM tier"):
         watchlist(who, home=churn_bank.home)
+
+
+def test_changing_churn_parameters_retrains_and_rescores(churn_bank: Bank, scored: dict) -> None:
+    """What `cim params apply churn.yaml` runs (cimlib.config DEPENDENCIES: churn.yaml -> churn_model)."""
+    from cimlib.config import Home
+    from cimlib.config._params import _run_churn, dependents
+
+    assert dependents("churn.yaml") == ["churn_model"]
+    before = sorted((churn_bank.home / "outputs" / "models" / "churn" / "hard").iterdir())
+    params = Path(__file__).resolve().parents[1] / "parameters"
+    out = _run_churn(Home(root=churn_bank.home, parameters=params))
+    assert out["status"] == "retrained" and out["roc_auc"] >= 0.8
+    after = sorted((churn_bank.home / "outputs" / "models" / "churn" / "hard").iterdir())
+    assert len(after) == len(before) + 1 and Path(out["model_dir"]) == after[-1]
+    assert out["scored"] == scored["as_of"]

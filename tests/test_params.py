@@ -70,7 +70,7 @@ def test_check_passes_on_the_project_parameters(home: Home) -> None:
 
 def test_check_reports_every_broken_file(home: Home, capsys: pytest.CaptureFixture[str]) -> None:
     _edit(home.parameters / "access.yaml", "users:", "colour: blue\nusers:")
-    _edit(home.parameters / "customer360.yaml", "trend_months:", "trend_months: 0\nx_trend_months:")
+    _edit(home.parameters / "customer360.yaml", "\ntrend_months:", "\ntrend_months: 0\nx_trend_months:")
     (home.parameters / "targeting" / "broken.yaml").write_text("name: [\n", encoding="utf-8")
     problems = check_parameters(home)
     files = {p.file for p in problems}
@@ -284,13 +284,17 @@ def test_apply_other_files_trigger_nothing(
     result = apply_parameters(home, "targeting/risk.yaml", new, user=USER)
     assert result.changed and result.outputs == {} and calls == []
     churn = tmp_path / "churn.yaml"
-    churn.write_text("version: 1\n")
-    # A churn definition feeds the churn model only (no cube rebuild); without a churn module it is skipped.
+    churn.write_text((home.parameters / "churn.yaml").read_text(encoding="utf-8").replace(
+        "    drop: 0.5", "    drop: 0.6"), encoding="utf-8")
+    # A churn definition feeds the churn model only (no cube rebuild); without a warehouse it is skipped.
     monkeypatch.setitem(P.RUNNERS, "churn", P._run_churn)
-    monkeypatch.setitem(sys.modules, "cimlib.churn", None)
     r = apply_parameters(home, "churn.yaml", churn, user=USER)
     assert list(r.outputs) == ["churn_model"] and r.outputs["churn_model"]["status"] == "skipped"
     assert calls == []
+    # and a broken churn.yaml is refused before anything is saved
+    churn.write_text("version: 1\n")
+    with pytest.raises(ParamsError, match=r"churn\.yaml"):
+        apply_parameters(home, "churn.yaml", churn, user=USER)
 
 
 def test_apply_refuses_bad_input(home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -9,7 +9,14 @@
 """
 
 from cimlib.churn._analysis import churn_rates, outflow_destinations, retention_curves
-from cimlib.churn._backtest import Backtest, BacktestError, backtest, split_months, training_frame
+from cimlib.churn._backtest import (
+    Backtest,
+    BacktestError,
+    backtest,
+    split_months,
+    train_model,
+    training_frame,
+)
 from cimlib.churn._features import FEATURES, feature_sql, features_frame
 from cimlib.churn._labels import label_counts, label_sql, labelled_months, labels_frame
 from cimlib.churn._model import ChurnModel, RuleBaseline, logistic_baseline
@@ -41,6 +48,7 @@ __all__ = [
     "score",
     "scores_path",
     "split_months",
+    "train_model",
     "training_frame",
     "watchlist",
 ]

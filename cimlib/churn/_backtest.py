@@ -322,3 +322,41 @@ def backtest(
         deciles=deciles, calibration=calib, model_dir=model_dir, n_train=int(tr.sum()), n_test=int(te.sum()),
         seconds=secs, charts=written,
     )
+
+
+def train_model(home: D.HomeLike = None, definition: str | None = None) -> dict[str, Any]:
+    """Re-train after ``parameters/churn.yaml`` changed: backtest, save the model, score the latest month.
+
+    Run by ``cim params apply`` (only a parameter administrator may apply a change, and that is audited
+    with the user); the model itself is trained and audited as the system user ``cim-params-apply``, which
+    is scoped to the whole bank like every model training.
+
+    Parameters
+    ----------
+    home : Home, path or None
+        The installation.
+    definition : str, optional
+        The definition; the model's default when None.
+
+    Returns
+    -------
+    dict
+        ``status`` (``retrained``, or ``skipped`` with a ``reason`` when the warehouse has too few months),
+        ``definition``, ``model_dir``, ``roc_auc`` and the scored month.
+    """
+    from cimlib.churn._score import score
+
+    system = Principal(user_id="cim-params-apply", display_name="cim params apply", role="system",
+                       scope="all")
+    try:
+        bt = backtest(system, definition, home=home, charts=True)
+    except BacktestError as exc:
+        return {"status": "skipped", "reason": str(exc)}
+    scored = score(system, None, bt.definition, home=home, model_dir=bt.model_dir)
+    return {
+        "status": "retrained",
+        "definition": bt.definition,
+        "model_dir": str(bt.model_dir),
+        "roc_auc": bt.metrics["churn_model"].get("roc_auc"),
+        "scored": scored["as_of"],
+    }

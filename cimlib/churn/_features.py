@@ -1,13 +1,16 @@
 """Churn features per customer and scoring month, from the customer-month facts up to that month only.
 
-Every feature of scoring month S is computed from ``mart_customer_month`` rows dated S or earlier (window
-frames that end at the current row), from accounts as they stood at S (``core_deposit_month`` of S) and
+Every feature of scoring month S is computed from ``mart_customer_month`` rows dated S or earlier (the
+months S-6 .. S), from accounts as they stood at S (``core_deposit_month`` of S) and
 from what ``dim_customer`` holds that cannot change later (customer type, birthday). Nothing of the
 outcome window, and no current-state field such as ``is_current`` or ``last_seen_date``, is read:
 ``tests/test_churn.py`` proves it by deleting every later month and getting the same frame.
 
-Windows run over the month index (``year * 12 + month``) with RANGE frames, so a missing month is a gap,
-not a shift. Ratios of a zero denominator are NULL (the model reads NULL as missing); ratios are capped
+Each scoring month S reads exactly the months S-6 .. S of each customer (joined by the month index
+``year * 12 + month``, so a missing month is a gap, not a shift) and every window is a filtered aggregate
+over them: one hash aggregate instead of a dozen window sorts (14 s -> a few seconds for a month of a
+million customers), and the same history for a month whether it is scored alone or in a training frame.
+Ratios of a zero denominator are NULL (the model reads NULL as missing); ratios are capped
 at +-10 so a balance that grew from almost nothing reads as "up a lot" rather than as 10 million.
 """
 
@@ -52,11 +55,14 @@ FEATURES: dict[str, str] = {
     "time_maturing_3m": "time deposits (yuan) maturing in the 3 months after S",
 }
 
-_W = "OVER (PARTITION BY customer_id ORDER BY mi RANGE BETWEEN {a} PRECEDING AND {b} PRECEDING)"
+def _at(a: int, b: int) -> str:
+    """The rows of the months S-a .. S-b of each scoring month S (an aggregate's FILTER)."""
+    return f"FILTER (WHERE mi BETWEEN s_mi - {a} AND s_mi - {b})"
 
 
-def _w(a: int, b: int = 0) -> str:
-    return _W.format(a=a, b=b).replace("AND 0 PRECEDING", "AND CURRENT ROW")
+def _now(col: str) -> str:
+    """A column's value in the scoring month itself (one row per customer and month)."""
+    return f"max({col}) FILTER (WHERE mi = s_mi) AS {col}"
 
 
 def _ratio(num: str, den: str, cap: float = 10.0) -> str:
@@ -94,31 +100,39 @@ m AS (
     FROM mart_customer_month, bounds
     WHERE as_of_date <= bounds.hi AND as_of_date > bounds.lo - INTERVAL {back} MONTH - INTERVAL 7 DAY
 ),
-w AS (
-    SELECT customer_id, as_of_date, mi, customer_type, deposit_adb, aum,
-        deposit_balance, demand_adb, wealth_aum, customer_txn_count, n_products, n_deposit_accounts,
-        n_active_loans, n_debit_cards, n_credit_cards, credit_line_utilisation, max_days_past_due,
-        max(deposit_adb) {_w(1, 1)} AS adb_1,
-        max(deposit_adb) {_w(3, 3)} AS adb_3,
-        avg(deposit_adb) {_w(6, 1)} AS adb_avg6,
-        max(aum) {_w(3, 3)} AS aum_3,
-        avg(deposit_adb) {_w(2)} AS adb_avg3,
-        avg(aum) {_w(2)} AS aum_avg3,
-        sum(customer_txn_count) {_w(2)} AS ctxn_3,
-        sum(customer_txn_count) {_w(5, 3)} AS ctxn_prev3,
-        count(*) {_w(5, 3)} AS n_prev3,
-        max(CASE WHEN customer_txn_count > 0 THEN mi END) {_w(1000)} AS last_txn_mi,
-        sum(outflow_amount) {_w(2)} AS out_3,
-        sum(inflow_amount) {_w(2)} AS in_3,
-        sum(txn_count) {_w(2)} AS txn_3,
-        sum(other_bank_txn_count) {_w(2)} AS other_3,
-        sum(digital_txn_count) {_w(2)} AS digital_3,
-        sum(txn_count_counter) {_w(2)} AS counter_3,
-        max(n_products) {_w(3, 3)} AS products_3
-    FROM m
+sm AS (
+    SELECT d AS s_date, year(d) * 12 + month(d) AS s_mi FROM (SELECT DISTINCT unnest($months) AS d)
+),
+j AS (
+    SELECT sm.s_date, sm.s_mi, m.*
+    FROM m JOIN sm ON m.mi BETWEEN sm.s_mi - {back} AND sm.s_mi
 ),
 s AS (
-    SELECT * FROM w WHERE as_of_date IN (SELECT unnest($months))
+    SELECT customer_id, s_date AS as_of_date, any_value(s_mi) AS mi,
+        {_now("customer_type")}, {_now("deposit_adb")}, {_now("aum")}, {_now("deposit_balance")},
+        {_now("demand_adb")}, {_now("wealth_aum")}, {_now("customer_txn_count")}, {_now("n_products")},
+        {_now("n_deposit_accounts")}, {_now("n_active_loans")}, {_now("n_debit_cards")},
+        {_now("n_credit_cards")}, {_now("credit_line_utilisation")}, {_now("max_days_past_due")},
+        max(deposit_adb) {_at(1, 1)} AS adb_1,
+        max(deposit_adb) {_at(3, 3)} AS adb_3,
+        avg(deposit_adb) {_at(6, 1)} AS adb_avg6,
+        max(aum) {_at(3, 3)} AS aum_3,
+        avg(deposit_adb) {_at(2, 0)} AS adb_avg3,
+        avg(aum) {_at(2, 0)} AS aum_avg3,
+        sum(customer_txn_count) {_at(2, 0)} AS ctxn_3,
+        sum(customer_txn_count) {_at(5, 3)} AS ctxn_prev3,
+        count(*) {_at(5, 3)} AS n_prev3,
+        max(mi) FILTER (WHERE customer_txn_count > 0) AS last_txn_mi,
+        sum(outflow_amount) {_at(2, 0)} AS out_3,
+        sum(inflow_amount) {_at(2, 0)} AS in_3,
+        sum(txn_count) {_at(2, 0)} AS txn_3,
+        sum(other_bank_txn_count) {_at(2, 0)} AS other_3,
+        sum(digital_txn_count) {_at(2, 0)} AS digital_3,
+        sum(txn_count_counter) {_at(2, 0)} AS counter_3,
+        max(n_products) {_at(3, 3)} AS products_3
+    FROM j
+    GROUP BY customer_id, s_date
+    HAVING count(*) FILTER (WHERE mi = s_mi) > 0
 ),
 opened AS (
     SELECT a.customer_id, s.as_of_date, min(a.open_date) AS first_open

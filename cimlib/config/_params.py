@@ -74,6 +74,7 @@ class Problem:
 def _validators(h: Home) -> list[tuple[str, Callable[[], object]]]:
     """(relative file, loader call) for every parameter file of ``h``, in a stable order."""
     from cimlib.access import load_policy
+    from cimlib.churn._params import load_churn_params
     from cimlib.customer._settings import load_settings
     from cimlib.ingest import load_mapping
     from cimlib.segmentation import load_analyses_params, load_dimensions
@@ -87,6 +88,7 @@ def _validators(h: Home) -> list[tuple[str, Callable[[], object]]]:
         ("dimensions.yaml", lambda: load_dimensions(h)),
         ("analyses.yaml", lambda: load_analyses_params(h)),
         ("value.yaml", lambda: load_value_params(h)),
+        ("churn.yaml", lambda: load_churn_params(h)),
     ]
     sources = h.parameters / "sources"
     for p in sorted(sources.glob("*.yaml")) if sources.is_dir() else []:
@@ -482,11 +484,10 @@ def _run_cubes(h: Home) -> dict[str, Any]:
 
 
 def _run_churn(h: Home) -> dict[str, Any]:
-    try:
-        mod = importlib.import_module("cimlib.churn")
-    except ImportError:
-        return {"status": "skipped", "reason": "no churn model in this version (cimlib.churn)"}
-    return {"status": "retrained", "model": _jsonable(mod.train_model(h))}
+    if not _published(h):
+        return {"status": "skipped", "reason": "no published warehouse"}
+    train_model = importlib.import_module("cimlib.churn").train_model
+    return _jsonable(train_model(h))
 
 
 #: The functions that re-run each output (looked up at call time, so tests can replace them).
