@@ -63,8 +63,14 @@ def download_bytes(app: ChurnApp) -> bytes:
 
 @pytest.fixture(scope="module")
 def scored(churn_bank: Any, churn_scored: dict) -> dict:
-    """The scoring run's summary (the churn bank is scored once per session)."""
-    return churn_scored
+    """The scoring run's summary, with the model version that scored the month now (other tests of the
+    session may retrain the same model on the same data, which re-scores the month under a new version)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    meta = json.loads(pq.read_schema(churn_scored["path"]).metadata[b"cim"])
+    return {**churn_scored, "model_version": meta["model_version"]}
 
 
 @pytest.fixture(scope="module")

@@ -310,8 +310,7 @@ class _Sim:
             amt,
             np.zeros(len(dd), bool),
             np.full(len(dd), T["TRANSFER_OUT"]),
-            chan=np.where(rng.random(len(dd)) < 0.7, CH["MOBILE"], CH["COUNTER"]),
-            other_bank=True,
+            other_bank=True,  # the channel follows the month's digital share, like any transfer
         )
         # time-deposit maturities: interest capitalised, rolled over
         td = np.flatnonzero((ac["typ"] == 1) & in_period & ~closing & (ac["mat"] <= e) & (ac["mat"] >= f))
