@@ -11,8 +11,9 @@ Figures (medians of ``--runs`` runs after one warm-up, same process, connection 
 
 * ``baseline_scan``: ``SELECT`` of the same mart columns at the month to Arrow (no join, no sort);
 * ``tables_no_contribution``: deposits, AUM and loans;
-* ``tables_with_contribution``: the four measures, contribution computed by FTP in the same query;
-* ``baseline_contribution``: :func:`contribution_sql` alone to Arrow (what contribution costs by itself);
+* ``tables_with_contribution``: the four measures, contribution read from the month's value cache
+  (``warehouse/value/...``, written by the first call: its cost is bench/value.py's "first cache write");
+* ``baseline_contribution``: :func:`contribution_sql` alone to Arrow (what computing contribution costs);
 * ``pull_*`` / ``numpy_*``: the split of one run between the DuckDB query and the numpy tables.
 """
 

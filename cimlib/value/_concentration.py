@@ -566,12 +566,19 @@ class _Pull:
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         import pyarrow.compute as pc
 
-        t = snap.arrow(
-            f"SELECT x.line, x.v FROM ({inner}) AS x JOIN dim_customer AS d ON d.customer_id = x.customer_id "
-            f"JOIN mart_customer_month AS m ON m.customer_id = x.customer_id AND m.as_of_date = $as_of "
-            f"WHERE ({cond}) AND x.v <> 0",
-            params,
-        )
+        if cond.strip() == "TRUE":
+            # the whole bank: every row of the month's facts is a customer of the month (the joins to
+            # dim_customer and the mart only scope; skipping them halves the product tables' time)
+            used = {k: v for k, v in params.items() if f"${k}" in inner}
+            t = snap.arrow(f"SELECT x.line, x.v FROM ({inner}) AS x WHERE x.v <> 0", used)
+        else:
+            t = snap.arrow(
+                f"SELECT x.line, x.v FROM ({inner}) AS x "
+                "JOIN dim_customer AS d ON d.customer_id = x.customer_id "
+                "JOIN mart_customer_month AS m ON m.customer_id = x.customer_id AND m.as_of_date = $as_of "
+                f"WHERE ({cond}) AND x.v <> 0",
+                params,
+            )
         enc = pc.dictionary_encode(t.column("line")).combine_chunks()
         codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
         vals = t.column("v").to_numpy(zero_copy_only=False).astype(np.int64)
