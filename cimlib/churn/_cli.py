@@ -148,12 +148,25 @@ def cmd_watchlist(args: argparse.Namespace, home: Home) -> int:
                 f"{attrs.get('model_version')}) as of "
                 f"{attrs.get('as_of')} for {who.display_name} [{who.scope_label}]: {len(frame):,} customers, "
                 f"ranked by risk x value per {args.by}")  # fmt: skip
-        cols = ["rank", "customer_id", "cust_name", "home_org_name", "manager_name", "churn_score", "value",
-                "reasons"]  # fmt: skip
-        show = frame[cols].copy()
-        show["churn_score"] = show["churn_score"].map(lambda v: f"{v:.3f}")
-        show["value"] = show["value"].map(lambda v: f"{v:,.0f}")
-        _frame_table(c, "Watchlist", show, 30)
+        # one table per branch (or manager): the group is the title, so the rows keep room for reasons
+        key, title = (("home_org_code", "home_org_name") if args.by == "branch"
+                      else ("manager_no", "manager_name"))  # fmt: skip
+        other = "manager_name" if args.by == "branch" else "home_org_name"
+        cols = ["rank", "customer_id", "cust_name", other, "churn_score", "value", "reasons"]
+        shown = 0
+        for _, part in frame.groupby(frame[key].fillna(""), sort=False):
+            if shown >= 30:
+                c.print(f"... {len(frame) - shown:,} more (--out FILE writes them all)")
+                break
+            show = part[cols].head(30 - shown).copy()
+            show["churn_score"] = show["churn_score"].map(lambda v: f"{100 * v:.1f}%")
+            show["value"] = show["value"].map(lambda v: f"{v:,.0f}")
+            show = show.rename(columns={"rank": "#", "customer_id": "customer", "cust_name": "name",
+                                        "manager_name": "manager", "home_org_name": "branch",
+                                        "churn_score": "risk", "value": "ADB 3m"})  # fmt: skip
+            label = part[title].iloc[0] or ("no customer manager" if args.by == "manager" else "")
+            _frame_table(c, f"{part[key].iloc[0] or ''} {label}".strip(), show, 30)
+            shown += len(show)
         for f in written:
             c.print(f"wrote {f}")
 
