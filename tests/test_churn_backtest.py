@@ -207,3 +207,32 @@ def test_changing_churn_parameters_retrains_and_rescores(churn_bank: Bank, score
     after = sorted((churn_bank.home / "outputs" / "models" / "churn" / "hard").iterdir())
     assert len(after) == len(before) + 1 and Path(out["model_dir"]) == after[-1]
     assert out["scored"] == scored["as_of"]
+
+
+def test_every_scored_customer_gets_reasons_on_demand(churn_bank: Bank, scored: dict) -> None:
+    """Scoring phrases reasons for the watchlist's candidates; anyone else's are computed when viewed."""
+    from cimlib.churn._score import reasons_for
+    from cimlib.customer import customer_360
+
+    s = pd.read_parquet(scored["path"])
+    day = pd.Timestamp(scored["as_of"]).date()
+    stored = s[s["reasons_en"].notna()].iloc[0]
+    again = reasons_for(stored["customer_id"], day, home=churn_bank.home)
+    assert "; ".join(again["en"]) == stored["reasons_en"]  # the same method, the same words
+    plain = s[s["reasons_en"].isna()]
+    assert len(plain) > len(s) / 2  # most customers have no stored reasons
+    who = principal_for("county_mgr_101", churn_bank.home)
+    cid = next(c for c in plain["customer_id"] if c.startswith("1") and _county_of(churn_bank, c) == "101000")
+    view = customer_360(who, cid, home=churn_bank.home)
+    churn = view.value["churn"]
+    assert churn["reasons_en"] and churn["reasons_zh_CN"]
+    assert churn["reasons_en"] == reasons_for(cid, day, home=churn_bank.home)["en"]
+
+
+def _county_of(bank: Bank, cid: str) -> str:
+    import duckdb
+
+    cur = json.loads((bank.home / "data" / "warehouse" / "CURRENT").read_text())
+    con = duckdb.connect(cur["path"], read_only=True)
+    sql = "SELECT county_code FROM dim_customer WHERE customer_id = ?"
+    return con.sql(sql, params=[cid]).fetchall()[0][0]

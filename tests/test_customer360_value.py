@@ -135,7 +135,7 @@ def test_churn_score_and_reasons_come_from_the_scores_file(churn_home: Home, chu
     assert churn is not None and churn["risk_decile"] == int(row["risk_decile"])
     assert churn["churn_score"] == pytest.approx(float(row["churn_score"]))
     assert "; ".join(churn["reasons_en"]) == row["reasons_en"]
-    assert "; ".join(churn["reasons_zh_CN"]) == row["reasons_zh_CN"]
+    assert "；".join(churn["reasons_zh_CN"]) == row["reasons_zh_CN"]  # one reason per item, in Chinese too
     # an earlier month has no scores: no churn part, and no error
     first = q(churn_home, "SELECT min(as_of_date) FROM mart_customer_month")[0][0]
     assert customer_360(ho, row["customer_id"], as_of=first, home=churn_home).value["churn"] is None

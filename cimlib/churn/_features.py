@@ -70,13 +70,16 @@ def _ratio(num: str, den: str, cap: float = 10.0) -> str:
     return f"CASE WHEN ({den}) > 0 THEN greatest(least(({num}) / ({den}), {cap}), -{cap}) END"
 
 
-def feature_sql(observation_months: int = 6) -> str:
+def feature_sql(observation_months: int = 6, customers: bool = False) -> str:
     """SQL for the churn features of the scoring months ``$months``.
 
     Parameters
     ----------
     observation_months : int
         How far back the features look (S included); rows older than that are not read.
+    customers : bool
+        Only the customers of the named parameter ``$customers`` (VARCHAR[]): one customer's features
+        for the 360 view read a few rows instead of the month.
 
     Returns
     -------
@@ -86,6 +89,8 @@ def feature_sql(observation_months: int = 6) -> str:
         :data:`FEATURES`.
     """
     back = max(observation_months, 7) - 1
+    only = "AND customer_id IN (SELECT unnest($customers))" if customers else ""
+    only_d = only.replace("customer_id", "d.customer_id")
     cols = """customer_id, as_of_date, year(as_of_date) * 12 + month(as_of_date) AS mi, customer_type,
         deposit_adb, deposit_balance, demand_adb, aum, wealth_aum, customer_txn_count, txn_count,
         digital_txn_count, txn_count_counter, other_bank_txn_count, inflow_amount, outflow_amount,
@@ -99,6 +104,7 @@ m AS (
     SELECT {cols}
     FROM mart_customer_month, bounds
     WHERE as_of_date <= bounds.hi AND as_of_date > bounds.lo - INTERVAL {back} MONTH - INTERVAL 7 DAY
+        {only}
 ),
 sm AS (
     SELECT d AS s_date, year(d) * 12 + month(d) AS s_mi FROM (SELECT DISTINCT unnest($months) AS d)
@@ -143,6 +149,7 @@ maturing AS (
     SELECT d.customer_id, d.as_of_date, sum(d.balance) AS time_maturing
     FROM core_deposit_month AS d
     WHERE d.as_of_date IN (SELECT unnest($months)) AND d.account_type = 'TIME' AND d.status <> 'CLOSED'
+        {only_d}
         AND d.maturity_date > d.as_of_date AND d.maturity_date <= last_day(d.as_of_date + INTERVAL 3 MONTH)
     GROUP BY ALL
 )
@@ -187,7 +194,12 @@ LEFT JOIN maturing AS t ON t.customer_id = s.customer_id AND t.as_of_date = s.as
 """
 
 
-def features_frame(con: object, months: Sequence[dt.date], observation_months: int = 6) -> pd.DataFrame:
+def features_frame(
+    con: object,
+    months: Sequence[dt.date],
+    observation_months: int = 6,
+    customers: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Run :func:`feature_sql` for the given scoring months.
 
     Parameters
@@ -198,6 +210,8 @@ def features_frame(con: object, months: Sequence[dt.date], observation_months: i
         The scoring months.
     observation_months : int
         How far back the features look.
+    customers : sequence of str, optional
+        Only these customers (the same features as in the whole month's frame).
 
     Returns
     -------
@@ -205,8 +219,12 @@ def features_frame(con: object, months: Sequence[dt.date], observation_months: i
         ``customer_id, as_of_date``, the :data:`FEATURES` columns (floats; ``customer_type`` a
         category) and the two ``value_*_3m`` columns, sorted by month and customer.
     """
-    sql = f"SELECT * FROM ({feature_sql(observation_months)}) ORDER BY as_of_date, customer_id"
-    df = con.sql(sql, params={"months": list(months)}).df()  # type: ignore[attr-defined]
+    inner = feature_sql(observation_months, customers is not None)
+    sql = f"SELECT * FROM ({inner}) ORDER BY as_of_date, customer_id"
+    params: dict[str, object] = {"months": list(months)}
+    if customers is not None:
+        params["customers"] = [str(c) for c in customers]
+    df = con.sql(sql, params=params).df()  # type: ignore[attr-defined]
     df["as_of_date"] = pd.to_datetime(df["as_of_date"]).dt.date
     for col in [*FEATURES, "value_deposit_adb_3m", "value_aum_3m"]:
         if col == "customer_type":

@@ -232,6 +232,79 @@ def score(
     }
 
 
+_models: dict[str, tuple[float, Any]] = {}
+
+
+def _model_at(folder: Path) -> Any:
+    """A saved model, loaded once per process (a 360 view must not reload it each time)."""
+    from cimlib.churn._store import load_model
+
+    stamp = (folder / "model_card.json").stat().st_mtime
+    hit = _models.get(str(folder))
+    if hit is None or hit[0] != stamp:
+        hit = (stamp, load_model(folder)[0])
+        _models[str(folder)] = hit
+    return hit[1]
+
+
+def reasons_for(
+    customer_id: str,
+    as_of: dt.date,
+    definition: str | None = None,
+    *,
+    home: D.HomeLike = None,
+    model_version: str | None = None,
+) -> dict[str, list[str]]:
+    """One customer's churn reasons, computed on demand (scoring stores them only for watchlist candidates).
+
+    The caller has already checked that the customer is in the viewer's scope (the 360 view does).
+
+    Parameters
+    ----------
+    customer_id : str
+        The customer.
+    as_of : date
+        The scored month.
+    definition : str, optional
+        The churn definition; the model's default when None.
+    home : Home, path or None
+        The installation.
+    model_version : str, optional
+        The version folder that scored the month (the scores file's metadata); the latest when None or gone.
+
+    Returns
+    -------
+    dict
+        ``{"en": [...], "zh_CN": [...]}``; empty lists when there is no model or no features that month.
+    """
+    from cimlib.churn._reasons import explain, occlusion_contributions
+    from cimlib.churn._store import latest_model
+
+    h = D.resolve_home(home)
+    params = load_churn_params(h)
+    name, _ = params.definition(definition)
+    root = h.root / "outputs" / "models" / "churn" / name
+    folder = root / model_version if model_version and (root / model_version).is_dir() else latest_model(root)
+    if folder is None:
+        return {"en": [], "zh_CN": []}
+    model = _model_at(folder)
+    snap = D.snapshot(h)
+    with snap.all_cores() as con:
+        feats = features_frame(con, [as_of], params.observation_months, customers=[customer_id])
+    if not len(feats):
+        return {"en": [], "zh_CN": []}
+    x = feats[list(FEATURES)]
+    contrib = occlusion_contributions(model, x)
+    out: dict[str, list[str]] = {}
+    for lang in ("en", "zh_CN"):
+        r = explain(model, x, templates=REASON_TEMPLATES, n=params.watchlist.reasons, lang=lang,
+                    contributions=contrib, min_contribution=0.001)
+        texts = [t for t in (r.iloc[0].get(f"reason_{i}") for i in range(1, params.watchlist.reasons + 1))
+                 if isinstance(t, str) and t]  # fmt: skip
+        out[lang] = texts or [NO_SINGLE_REASON[lang]]
+    return out
+
+
 def _deciles(scores: np.ndarray) -> np.ndarray:
     """Risk decile 1 (lowest) .. 10 (highest) by rank; ties share the decile of their first rank."""
     n = len(scores)

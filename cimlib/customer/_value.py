@@ -204,7 +204,18 @@ def _churn(home: D.HomeLike, snap: Snapshot, st: Settings, cid: str, day: dt.dat
         log.debug("no metadata in %s", path, exc_info=True)
 
     def split(text: Any) -> list[str]:
-        return [s.strip() for s in str(text).split(";") if s.strip()] if text else []
+        return [s.strip() for s in str(text).replace("；", ";").split(";") if s.strip()] if text else []
+
+    reasons = {"en": split(got["reasons_en"]), "zh_CN": split(got["reasons_zh_CN"])}
+    if not reasons["en"]:
+        # scoring phrases reasons only for the watchlist's candidates: this customer's are computed now
+        # (one customer's features and 31 small predictions: tens of milliseconds)
+        try:
+            from cimlib.churn._score import reasons_for
+
+            reasons = reasons_for(cid, day, name, home=home, model_version=version)
+        except Exception:  # reasons are an explanation; the score stands without them
+            log.warning("could not compute churn reasons for the 360 view", exc_info=True)
 
     return {
         "definition": name,
@@ -213,8 +224,8 @@ def _churn(home: D.HomeLike, snap: Snapshot, st: Settings, cid: str, day: dt.dat
         "churn_score": float(got["churn_score"]),
         "risk_decile": int(got["risk_decile"]),
         "value": float(got["value"]) if got["value"] is not None else None,
-        "reasons_en": split(got["reasons_en"]),
-        "reasons_zh_CN": split(got["reasons_zh_CN"]),
+        "reasons_en": reasons["en"],
+        "reasons_zh_CN": reasons["zh_CN"],
     }
 
 
