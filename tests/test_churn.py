@@ -257,3 +257,21 @@ def test_a_month_has_the_same_features_alone_or_in_a_training_frame(bank: Bank) 
         alone = features_frame(con, [m]).reset_index(drop=True)
         part = together[together["as_of_date"] == m].reset_index(drop=True)
         pd.testing.assert_frame_equal(alone, part)
+
+
+def test_backtest_cli_takes_the_chart_language(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cimlib.churn as C
+    from cimlib.cli import build_parser
+
+    args = build_parser().parse_args(["churn", "backtest", "--as", "prov_analyst", "--lang", "en"])
+    assert args.lang == "en"
+    seen = {}
+
+    def fake(who: object, definition: object, **kw: object) -> None:
+        seen.update(kw)
+        raise C.BacktestError("stop here")
+
+    monkeypatch.setattr(C, "backtest", fake)
+    with pytest.raises(Exception, match="stop here"):
+        args.func(args, __import__("cimlib.config", fromlist=["get_home"]).get_home(ROOT))
+    assert seen["lang"] == "en"

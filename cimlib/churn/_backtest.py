@@ -189,6 +189,7 @@ def backtest(
     home: D.HomeLike = None,
     out_dir: Path | None = None,
     charts: bool = True,
+    lang: str = "zh_CN",
 ) -> Backtest:
     """Train on earlier months, test on later ones, compare with the baselines, save the model and its card.
 
@@ -204,6 +205,8 @@ def backtest(
         Where versioned models go; ``outputs/models/churn`` of the installation when None.
     charts : bool
         Also write the lift and calibration charts (PNG) beside the model.
+    lang : {"zh_CN", "en"}
+        Language of the charts.
 
     Returns
     -------
@@ -309,7 +312,8 @@ def backtest(
     model_dir = save_model(final, card, root / name)
     written: dict[str, Path] = {}
     if charts:
-        for key, chart in (("lift", lift_chart(deciles)), ("calibration", calibration_chart(calib))):
+        for key, chart in (("lift", lift_chart(deciles, lang=lang)),
+                           ("calibration", calibration_chart(calib, lang=lang))):
             p = model_dir / f"{key}.png"
             p.write_bytes(to_png(chart))
             written[key] = p

@@ -68,7 +68,7 @@ def cmd_backtest(args: argparse.Namespace, home: Home) -> int:
     c0 = Console(stderr=True, highlight=False)
     if not args.json:
         c0.print(f"backtesting definition {args.definition or '(the model default)'} ...")
-    bt = _call(lambda: backtest(who, args.definition, home=home))
+    bt = _call(lambda: backtest(who, args.definition, home=home, lang=args.lang))
     payload = {
         "definition": bt.definition,
         "train_months": [m.isoformat() for m in bt.train_months],
@@ -187,6 +187,7 @@ def add_churn_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                         help="train on earlier months, test on later ones; save the model and its card")
     bt.add_argument("--definition", help="a definition of parameters/churn.yaml (default: model.definition)")
     bt.add_argument("--as", dest="as_user", required=True, metavar="USER")
+    bt.add_argument("--lang", choices=("zh_CN", "en"), default="zh_CN", help="language of the charts")
     bt.set_defaults(func=cmd_backtest)
     sc = chs.add_parser("score", parents=[common], help="score a month and write the scores to the warehouse")
     sc.add_argument("--as-of", metavar="YYYY-MM", help="the month (default: the latest)")
