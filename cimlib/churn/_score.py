@@ -102,6 +102,11 @@ WATCHLIST_COLUMNS = [
 ]  # fmt: skip
 
 
+def scores_meta(path: Path) -> dict[str, Any]:
+    """What :func:`score` recorded in a scores file: definition, model version, month, snapshot, count."""
+    return json.loads((pq.read_schema(path).metadata or {}).get(b"cim", b"{}"))
+
+
 def scores_path(home: D.HomeLike, snapshot_id: str, definition: str, as_of: dt.date) -> Path:
     """Where one month's scores of a definition live (beside the snapshot they were computed on)."""
     h = D.resolve_home(home)
@@ -380,7 +385,7 @@ def watchlist(
             f"{day:%Y-%m} has no churn scores for definition {name!r} on the current warehouse snapshot; run "
             f"`cim churn score --as-of {day:%Y-%m} --definition {name}`"
         )
-    meta = json.loads((pq.read_schema(path).metadata or {}).get(b"cim", b"{}"))
+    meta = scores_meta(path)
     wl = params.watchlist
     cond, named = named_scope(principal, "d", "scope")
     tiers_sql, tier_params = _tier_filter(wl.tiers, h)

@@ -22,7 +22,6 @@ covers them. Nothing here writes an audit record.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import threading
@@ -116,10 +115,6 @@ def _sum(rows: list[dict[str, Any]]) -> dict[str, Decimal]:
     return {c: sum((Decimal(r[c] or 0) for r in rows), Decimal("0.00")) for c in COMPONENTS}
 
 
-def _pq(path: Path) -> str:
-    return "read_parquet('" + str(path).replace("'", "''") + "')"
-
-
 def _cached_rows(paths: list[Path], cid: str, snap: Snapshot, cols: str) -> dict[str, dict[str, Any]]:
     """The customer's row of each cached month file (``YYYY-MM`` file stem -> row)."""
     if not paths:
@@ -178,7 +173,8 @@ def _quality(params: Any, ctype: str, aum_rank: int, con_rank: int, n_products: 
 
 # ------------------------------------------------------------------------------------------------ churn
 def _churn(home: D.HomeLike, snap: Snapshot, st: Settings, cid: str, day: dt.date) -> dict[str, Any] | None:
-    from cimlib.churn._score import scores_path
+    from cimlib.churn._score import scores_meta, scores_path
+    from cimlib.value._tiers import _pq
 
     name = _churn_definition(home, st)
     if name is None:
@@ -196,10 +192,7 @@ def _churn(home: D.HomeLike, snap: Snapshot, st: Settings, cid: str, day: dt.dat
     got = dict(zip(cols, rows[0], strict=True))
     version = None
     try:
-        import pyarrow.parquet as pq
-
-        meta = json.loads((pq.read_schema(path).metadata or {}).get(b"cim", b"{}"))
-        version = meta.get("model_version")
+        version = scores_meta(path).get("model_version")
     except Exception:  # metadata is a nicety; the scores are what matters
         log.debug("no metadata in %s", path, exc_info=True)
 
@@ -385,8 +378,7 @@ def precompute_value(home: D.HomeLike = None, as_of: str | dt.date | None = None
     import pyarrow.parquet as pq
 
     from cimlib.value._rfm import _has_exact, month_end_back, rfm_sql
-    from cimlib.value._tiers import _pq as value_pq
-    from cimlib.value._tiers import value_table
+    from cimlib.value._tiers import _pq, value_table
 
     t0 = time.perf_counter()
     h = D.resolve_home(home)
@@ -396,7 +388,7 @@ def precompute_value(home: D.HomeLike = None, as_of: str | dt.date | None = None
     vpath = value_table(h, snap, params, day)
     rpath = rfm_path(h, snap.snapshot_id, params, day)
     if params.rfm is not None and not rpath.exists():
-        sql = rfm_sql(params, value_pq(vpath), exact_recency=_has_exact(snap)) + " ORDER BY customer_id"
+        sql = rfm_sql(params, _pq(vpath), exact_recency=_has_exact(snap)) + " ORDER BY customer_id"
         args = {"as_of": day, "from": month_end_back(day, params.rfm.frequency_months)}
         table = snap.arrow(sql, args)
         tmp = rpath.with_name(f".{rpath.name}.{os.getpid()}.tmp")
