@@ -389,6 +389,8 @@ def rows_for(d: str, gl_delta: Decimal = Decimal("0")) -> dict[str, list[dict[st
             "txn_type": typ,
             "counterparty": "NONE",
             "mcc": None,
+            "teller_no": None,
+            "terminal_id": None,
         }
 
     if first:

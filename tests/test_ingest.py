@@ -426,8 +426,8 @@ def test_absent_column_loads_null(tmp_path):
     mp = tmp_path / "m.yaml"
     mp.write_text(
         src.read_text(encoding="utf-8").replace(
-            "{file: CORE_transaction.csv, table: transaction}",
-            "{file: CORE_transaction.csv, table: transaction, absent: [mcc]}",
+            "absent: [teller_no, terminal_id]}",
+            "absent: [teller_no, terminal_id, mcc]}",
         ),
         encoding="utf-8",
     )
@@ -437,7 +437,8 @@ def test_absent_column_loads_null(tmp_path):
     p.write_text("\n".join(",".join(ln.split(",")[:-1]) for ln in lines) + "\n", encoding="utf-8")
     report = ingest_date(folder, home, mapping=mp)
     assert report["tables"]["transaction"]["rows_loaded"] == 6
-    assert {r[-1] for r in _lake(home, "transaction")} == {None}
+    mcc = load_contracts()["transaction"].column_names.index("mcc") + 1  # after as_of_date
+    assert {r[mcc] for r in _lake(home, "transaction")} == {None}
 
 
 def test_ingest_all_in_date_order(tmp_path):

@@ -21,6 +21,7 @@ from cimlib.config import get_home
 from cimlib.contracts import load_contracts
 from cimlib.synth import _arrow as A
 from cimlib.synth import _contracts as C
+from cimlib.synth import _devices as DV
 from cimlib.synth import _setup as S
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,10 @@ class _Sim:
         self.cb = C.build_corp_business(rng, w, self.firsts)
         self.fin = C.build_financials(rng, w)
         self.ma = C.build_assignments(rng, w, self.firsts)
+        # Tellers and ATMs come from index hashing, not from rng: every other value stays the same.
+        self.dev = DV.build_devices(
+            w.br_code, w.br_county, np.asarray(w.tables["staff_branch"]), w.staff.column("role")
+        )
         n = w.n
         self.pos_ind = np.full(n, -1)
         self.pos_ind[w.ind_idx] = np.arange(len(w.ind_idx))
@@ -431,6 +436,17 @@ class _Sim:
         # A flow that rounds to 0.00 is no transaction: a real core system posts none (contract min 0.01).
         order = order[tx["amt"][order] > 0]
         mcc = np.where(chan == CH["POS"], rng.integers(0, len(MCC), nt), -1)
+        o_acc, o_chan = tx["acc"][order], chan[order]
+        teller_no, terminal_id = DV.assign(
+            self.dev,
+            w.staff.column("staff_no"),
+            w.branch[cust[o_acc]],
+            o_acc,
+            tx["day"][order],
+            tx["amt"][order],
+            o_chan == CH["COUNTER"],
+            o_chan == CH["ATM"],
+        )
         ymd = y * 10000 + mo * 100 + self.dates[k].day
         ci = ~SYSTEM_TYPES[typ]
         self.dig_share.append(float(np.isin(chan[ci], [3, 4, 5]).mean()) if ci.any() else 0.0)
@@ -455,6 +471,8 @@ class _Sim:
                     pa.array(cp[order].astype(np.int8)), pa.array(COUNTERPARTIES)
                 ),
                 "mcc": A.pick(MCC, np.maximum(mcc[order], 0), mask=mcc[order] < 0),
+                "teller_no": teller_no,
+                "terminal_id": terminal_id,
             }
         )
         # ---- swings answers: customer ADB change
@@ -825,6 +843,7 @@ class _Sim:
             [(keys[i], cn[i], "LOAN", other[i]) for i in dup],
         )
         _csv(d / "customers.csv", CUSTOMER_ANSWER_COLUMNS, self._customer_answers())
+        _csv(d / "devices.csv", ("terminal_id", "org_code", "kind"), self.dev.planted(w.br_codes_pa))
 
     def _customer_answers(self) -> list[tuple]:
         """A fixed sample of customers with what a 360 view must show at the last as-of date.

@@ -13,5 +13,7 @@ SELECT
     channel,
     txn_type,
     counterparty,
-    mcc
+    mcc,
+    teller_no,
+    terminal_id
 FROM lake_transaction
