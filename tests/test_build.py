@@ -218,7 +218,18 @@ def test_connect_is_read_only(built):
     con.close()
 
 
-def test_failing_contract_blocks_publishing(tmp_path):
+def test_failing_contract_blocks_publishing(tmp_path, monkeypatch):
+    from cimlib.engine import _model_contracts as mc
+
+    load = mc.load_model_contract
+
+    def as_error(path):  # gl_ties_out is a warning in the package (severity: warn); make it blocking here
+        spec = load(path)
+        for t in spec.get("tests") or []:
+            t["severity"] = "error"
+        return spec
+
+    monkeypatch.setattr(mc, "load_model_contract", as_error)
     home = make_lake(tmp_path)
     good = build(home)
     write_date(home, D2, gl_delta=Decimal("0.01"))  # GL no longer ties out on D2
