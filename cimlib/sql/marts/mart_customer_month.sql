@@ -63,6 +63,10 @@ merged AS (
         sum(inflow_amount) AS inflow_amount,
         sum(outflow_amount) AS outflow_amount,
         sum(other_bank_txn_count) AS other_bank_txn_count,
+        sum(inflow_other_bank_amount) AS inflow_other_bank_amount,
+        sum(outflow_other_bank_amount) AS outflow_other_bank_amount,
+        sum(large_outflow_amount) AS large_outflow_amount,
+        sum(large_outflow_count) AS large_outflow_count,
         max(last_txn_time) AS last_txn_time,
         max(last_customer_txn_time) AS last_customer_txn_time
     FROM f
@@ -121,6 +125,10 @@ single AS (
         inflow_amount,
         outflow_amount,
         other_bank_txn_count,
+        inflow_other_bank_amount,
+        outflow_other_bank_amount,
+        large_outflow_amount,
+        large_outflow_count,
         last_txn_time,
         last_customer_txn_time
     FROM f
@@ -195,6 +203,10 @@ SELECT
     CAST(coalesce(g.inflow_amount, 0) AS DECIMAL(18, 2)) AS inflow_amount,
     CAST(coalesce(g.outflow_amount, 0) AS DECIMAL(18, 2)) AS outflow_amount,
     coalesce(g.other_bank_txn_count, 0) AS other_bank_txn_count,
+    CAST(coalesce(g.inflow_other_bank_amount, 0) AS DECIMAL(18, 2)) AS inflow_other_bank_amount,
+    CAST(coalesce(g.outflow_other_bank_amount, 0) AS DECIMAL(18, 2)) AS outflow_other_bank_amount,
+    CAST(coalesce(g.large_outflow_amount, 0) AS DECIMAL(18, 2)) AS large_outflow_amount,
+    coalesce(g.large_outflow_count, 0) AS large_outflow_count,
     g.last_txn_time,
     g.last_customer_txn_time
 FROM g

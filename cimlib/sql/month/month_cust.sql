@@ -5,7 +5,11 @@
 -- real customers later (mart_customer_month), so every measure here must stay additive or a max, or be
 -- counted again from month_products for merged customers (products held is a distinct count).
 WITH acct AS MATERIALIZED (
-    SELECT account_no, cust_no, account_type, status, product_code
+    SELECT
+        account_no, cust_no, account_type, status, product_code,
+        -- a large transfer out (大额交易, PBoC reporting level): 50万 for individuals, 200万 for corporates
+        CASE WHEN cust_no IN (SELECT cust_no FROM m_corporate_customer) THEN 2000000 ELSE 500000 END
+            AS large_transfer_min
     FROM m_deposit_account
 ),
 dep AS MATERIALIZED (
@@ -47,6 +51,12 @@ txn AS MATERIALIZED (
         sum(t.amount) FILTER (WHERE t.direction = 'C') AS inflow_amount,
         sum(t.amount) FILTER (WHERE t.direction = 'D') AS outflow_amount,
         count(*) FILTER (WHERE t.counterparty = 'OTHER') AS other_bank_txn_count,
+        sum(t.amount) FILTER (WHERE t.direction = 'C' AND t.counterparty = 'OTHER') AS inflow_other_bank_amount,
+        sum(t.amount) FILTER (WHERE t.direction = 'D' AND t.counterparty = 'OTHER') AS outflow_other_bank_amount,
+        sum(t.amount) FILTER (WHERE t.direction = 'D' AND t.txn_type IN ('TRANSFER_OUT', 'SETTLEMENT')
+            AND t.amount >= a.large_transfer_min) AS large_outflow_amount,
+        count(*) FILTER (WHERE t.direction = 'D' AND t.txn_type IN ('TRANSFER_OUT', 'SETTLEMENT')
+            AND t.amount >= a.large_transfer_min) AS large_outflow_count,
         max(t.txn_time) AS last_txn_time,
         max(t.txn_time) FILTER (WHERE t.txn_type IN {{ codes('txn_type', 'customer_initiated') }})
             AS last_customer_txn_time
