@@ -16,7 +16,15 @@ from cimlib.access._errors import (
     PolicyError,
     UnknownUser,
 )
-from cimlib.access._policy import AccessPolicy, Principal, load_policy, policy_path, principal_for
+from cimlib.access._policy import (
+    USER_ENV,
+    AccessPolicy,
+    Principal,
+    load_policy,
+    policy_path,
+    principal_for,
+    session_principal,
+)
 from cimlib.access._scope import (
     mask_frame,
     mask_record,
@@ -32,6 +40,7 @@ from cimlib.access._warehouse import Snapshot, Warehouse, query_threads, warehou
 
 __all__ = [
     "NOT_FOUND_OR_NOT_PERMITTED",
+    "USER_ENV",
     "AccessError",
     "AccessPolicy",
     "AuditError",
@@ -58,6 +67,7 @@ __all__ = [
     "read_audit",
     "require_detail",
     "scope_clause",
+    "session_principal",
     "verify_audit",
     "warehouse",
 ]

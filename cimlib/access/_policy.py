@@ -303,3 +303,36 @@ def principal_for(user_id: str, home: Home | str | os.PathLike[str] | None = Non
         mask_char=policy.mask_char,
         min_cell=policy.aggregate_min_cell,
     )
+
+
+#: The environment variable naming a notebook session's user (set by ``cim lab --as USER``).
+USER_ENV = "CIM_USER"
+
+
+def session_principal(
+    user: str | None = None, home: Home | str | os.PathLike[str] | None = None
+) -> Principal:
+    """The principal of a notebook session: ``user`` when given, else ``$CIM_USER`` (``cim lab --as``).
+
+    Parameters
+    ----------
+    user : str, optional
+        A user of ``parameters/access.yaml`` (a notebook's ``user`` parameter).
+    home : Home, str or None
+        The installation (default ``$CIM_HOME``).
+
+    Returns
+    -------
+    Principal
+
+    Raises
+    ------
+    UnknownUser
+        When the user is not in the access policy.
+    ValueError
+        When neither ``user`` nor ``$CIM_USER`` names one (start the lab with ``cim lab --as USER``).
+    """
+    who = user or os.environ.get(USER_ENV)
+    if not who:
+        raise ValueError(f"no user: pass user=... or start JupyterLab with `cim lab --as USER` (${USER_ENV})")
+    return principal_for(who, home)
