@@ -53,6 +53,26 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Bank:
     return Bank(home=home, raw=raw, synth=synth, ingest=ingest, build=build)
 
 
+#: The analysis bank: 13 months, so every comparison of the provincial analyses (previous month, same month
+#: last year, start of year) has data; 3,000 customers, seeded.
+ANALYSIS_CUSTOMERS = 3000
+ANALYSIS_MONTHS = 13
+ANALYSIS_SEED = 20261201
+
+
+@pytest.fixture(scope="session")
+def analysis_bank(tmp_path_factory: pytest.TempPathFactory) -> Bank:
+    """A 13-month synthetic bank for the provincial analyses (cimlib.analysis)."""
+    home = tmp_path_factory.mktemp("analysis_bank")
+    raw = home / "data" / "raw"
+    size = ("--customers", str(ANALYSIS_CUSTOMERS), "--months", str(ANALYSIS_MONTHS),
+            "--seed", str(ANALYSIS_SEED))  # fmt: skip
+    synth = json.loads(run_cim("synth", *size, "--out", str(raw), "--json", home=home).stdout)
+    ingest = json.loads(run_cim("ingest", str(raw), "--json", home=home).stdout)
+    build = json.loads(run_cim("build", "--json", home=home).stdout)
+    return Bank(home=home, raw=raw, synth=synth, ingest=ingest, build=build)
+
+
 #: The churn bank: 12 months (an out-of-time backtest needs history, training months whose outcome windows
 #: close before the test months, and test months), 8,000 customers, seeded.
 CHURN_CUSTOMERS = 8000
