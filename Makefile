@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CIM    := $(BIN)/cim
 DEMO_CUSTOMERS ?= 5000
-DEMO_MONTHS    ?= 12
+DEMO_MONTHS    ?= 13
 DEMO_SEED      ?= 42
 
 .PHONY: demo test install lint bench bench-app serve lab browser clean

@@ -181,6 +181,30 @@ def _cmd_status(args: argparse.Namespace, home: Home) -> int:
     return EXIT_OK
 
 
+def _cmd_lab(args: argparse.Namespace, home: Home) -> int:
+    from cimlib.access import PolicyError, UnknownUser
+    from cimlib.serve import lab_command, run_lab
+
+    try:
+        cmd = lab_command(args.user, home=home, port=args.port, open_browser=not args.no_browser)
+    except UnknownUser as exc:
+        raise CliError(f"{args.user}: not a user of access.yaml", EXIT_USAGE) from exc
+    except PolicyError as exc:
+        raise CliError(str(exc), EXIT_ERROR) from exc
+    except FileNotFoundError as exc:
+        raise CliError(str(exc), EXIT_ERROR) from exc
+    payload = {"argv": cmd.argv, "env": cmd.env, "root_dir": str(cmd.root_dir)}
+    if args.dry_run:
+        _emit(args, payload, lambda c: c.print(
+            f"{' '.join(f'{k}={v}' for k, v in cmd.env.items())} {' '.join(cmd.argv)}"))
+        return EXIT_OK
+    if not (home.warehouse / "CURRENT").exists():
+        log.warning("no published warehouse under %s yet: run `cim build` (or `make demo`) first", home.root)
+    print(f"JupyterLab on {cmd.root_dir} as {args.user} (CIM_HOME={home.root}); Ctrl-C stops it",
+          file=sys.stderr)  # fmt: skip
+    return run_lab(cmd)
+
+
 def _cmd_serve(args: argparse.Namespace, home: Home) -> int:
     from cimlib.serve import ServeOptions, password_file, serve, set_password
 
@@ -1033,7 +1057,7 @@ def _cmd_value_rfm(args: argparse.Namespace, home: Home) -> int:
     return _value_table(args, frame, "RFM segments")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """Return the argument parser of ``cim``."""
     # The global options are accepted before or after the command. The sub-commands' copies default to
     # SUPPRESS, so `cim --json status` is not undone by the sub-parser's own default. (The two parsers
@@ -1092,6 +1116,14 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--set-password", metavar="USER",
                     help="set USER's sign-in password (read from stdin) and exit")
     sv.set_defaults(func=_cmd_serve)
+
+    lb = sub.add_parser("lab", parents=[common],
+                        help="JupyterLab on notebooks/, the warehouse connected, a user's principal set")
+    lb.add_argument("--as", dest="user", required=True, help="the analyst (a user of parameters/access.yaml)")
+    lb.add_argument("--port", type=int, help="port (JupyterLab's default 8888)")
+    lb.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    lb.add_argument("--dry-run", action="store_true", help="print the command and environment, start nothing")
+    lb.set_defaults(func=_cmd_lab)
 
     cu = sub.add_parser("customer", parents=[common], help="single-customer views (scoped, masked, audited)")
     cus = cu.add_subparsers(dest="customer_command", required=True, metavar="ACTION")
@@ -1232,6 +1264,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_churn_parser(sub, common)
 
+    from cimlib.analysis._cli import add_analysis_parser
+
+    add_analysis_parser(sub, common, list(sys.argv[1:] if argv is None else argv))
+
     pa = sub.add_parser("params", parents=[common], help="manage parameters/: check, diff, apply")
     pas = pa.add_subparsers(dest="params_command", required=True, metavar="ACTION")
     pc = pas.add_parser("check", parents=[common], help="validate every parameter file (exit 2 on a problem)")
@@ -1259,7 +1295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cim``; return the exit code."""
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -1294,4 +1330,8 @@ def _report_error(args: argparse.Namespace, message: str) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m cimlib.cli` runs this file as __main__: hand over to the imported module, so that the
+    # sub-command modules (cimlib.churn._cli, cimlib.analysis._cli) raise the CliError main() catches.
+    from cimlib.cli import main as _main
+
+    sys.exit(_main())
