@@ -13,6 +13,9 @@ import html
 import itertools
 import logging
 import math
+import os
+import re
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -383,11 +386,20 @@ class SegmentApp:
         The last pivot.
     drill_frame : DataFrame or None
         The last drill-through list.
+    org_filter : tuple or None
+        ``(dimension, org code)`` pre-selected by a deep link (``org=<code>``), within the user's scope.
+
+    Notes
+    -----
+    ``org`` and ``as_of`` (``YYYY-MM``) pre-select an org and a month, as a link from the managers'
+    dashboard does (``?org=<code>&as_of=YYYY-MM``); the pivot is then shown at once. An org outside the
+    user's scope, or a month the warehouse lacks, is ignored (and never shown).
     """
 
     def __init__(
-        self, principal: Any, *, home: Any = None, lang: str = DEFAULT_LANG, base_url: str = "/"
-    ) -> None:
+        self, principal: Any, *, home: Any = None, lang: str = DEFAULT_LANG, base_url: str = "/",
+        org: str | None = None, as_of: str | None = None,
+    ) -> None:  # fmt: skip
         from cimlib.segmentation import load_dimensions
 
         if lang not in LANGS:
@@ -432,9 +444,15 @@ class SegmentApp:
         self.add_filter_button.add_class("cim-add-filter")
         self.run_button = w.Button(icon="table", button_style="primary", layout=w.Layout(width="auto"))
         self.run_button.add_class("cim-run")
+        self.org_filter: tuple[str, str] | None = None
+        self.org_label = w.HTML()
+        self.org_clear = w.Button(icon="times", layout=w.Layout(width="auto"))
+        self.org_clear.add_class("cim-org-clear")
+        self.org_box = w.HBox([self.org_label, self.org_clear], layout=w.Layout(display="none"))
+        self.org_box.add_class("cim-org-filter")
         controls = w.VBox(
-            [w.HBox([self.as_of, self.measure]), w.HBox([self.rows, self.cols]), self.filters_label,
-             self.filters_box, w.HBox([self.add_filter_button, self.run_button])]
+            [w.HBox([self.as_of, self.measure]), self.org_box, w.HBox([self.rows, self.cols]),
+             self.filters_label, self.filters_box, w.HBox([self.add_filter_button, self.run_button])]
         )  # fmt: skip
         controls.add_class("cim-panel")
         self.status = w.HTML()
@@ -489,6 +507,7 @@ class SegmentApp:
         self.widget.add_class("cim-segment")
 
         self._load_months()
+        linked = self._apply_link(org, as_of)
         self.add_filter()
         self.rows.value, self.cols.value, self.measure.value = None, None, None
         self._relabel()
@@ -505,6 +524,45 @@ class SegmentApp:
             for widget in (self.run_button, self.add_filter_button, self.analyses_button):
                 widget.disabled = True
         self.drill_box.layout.display = "flex" if self.can_view_detail else "none"
+        self.org_clear.on_click(lambda _b: self._guard(self.clear_org))
+        if linked and self.has_scope:
+            self._guard(self.run)
+
+    # -- deep link ---------------------------------------------------------------------------------------
+    def _apply_link(self, org: str | None, as_of: str | None) -> bool:
+        """Pre-select a deep link's month and org (each ignored when unknown or outside the scope)."""
+        linked = False
+        if as_of:
+            month = str(as_of)[:7]
+            hit = [m for m in self.as_of.options if str(m)[:7] == month]
+            if hit:
+                self.as_of.value = hit[-1]
+                linked = True
+        if org and self.has_scope:
+            found = _org_in_scope(self.principal, str(org), self.home)
+            if found is not None:
+                self.org_filter = found
+                linked = True
+        return linked
+
+    def clear_org(self) -> None:
+        """Drop the org a deep link pre-selected (back to the whole scope)."""
+        self.org_filter = None
+        self.org_box.layout.display = "none"
+
+    def _org_text(self) -> str:
+        if self.org_filter is None:
+            return ""
+        from cimlib.access._warehouse import org_name_of
+        from cimlib.customer import _data as D
+
+        dim, code = self.org_filter
+        try:
+            name = org_name_of(D.resolve_home(self.home), code) or code
+        except Exception:
+            name = code
+        label = dimension_label(self.dims[dim], self.lang)
+        return f"<b>{html.escape(label)}:</b> {html.escape(name)} ({html.escape(code)})"
 
     # -- state -------------------------------------------------------------------------------------------
     @property
@@ -603,6 +661,8 @@ class SegmentApp:
     def current_filters(self) -> dict[str, list[str]]:
         """``{dimension: [members]}`` of the filter rows (rows on one dimension are merged)."""
         out: dict[str, list[str]] = {}
+        if self.org_filter is not None:
+            out[self.org_filter[0]] = [self.org_filter[1]]
         for r in self.filters:
             v = r.value()
             if v:
@@ -799,6 +859,9 @@ class SegmentApp:
             self.cols.description = t("segment.cols", lang)
             self.measure.description = t("segment.measure", lang)
             self.filters_label.value = f"<b>{html.escape(t('segment.filters', lang))}</b>"
+            self.org_label.value = self._org_text()
+            self.org_clear.tooltip = t("segment.remove_filter", lang)
+            self.org_box.layout.display = "flex" if self.org_filter is not None else "none"
             for r in self.filters:
                 self._label_filter(r)
                 r.remove.tooltip = t("segment.remove_filter", lang)
@@ -926,10 +989,73 @@ def segment_explorer_app(
     ipywidgets.VBox
         The app, or the denied view.
     """
-    return signed_in_app(
-        lambda principal, base_url: SegmentApp(principal, home=home, lang=lang, base_url=base_url).widget,
-        "segment.title", lang=lang, home=home, environ=environ,
-    )  # fmt: skip
+    def build(principal: Any, base_url: str) -> w.Widget:
+        # A deep link (the dashboard's ``?org=<code>&as_of=YYYY-MM``) is read once the request has claimed
+        # this kernel (a preheated kernel gets its QUERY_STRING then); it chooses what to show, never who.
+        link = requested_view(environ if environ is not None else os.environ)
+        return SegmentApp(
+            principal, home=home, lang=lang, base_url=base_url, org=link.get("org"), as_of=link.get("as_of")
+        ).widget
+
+    return signed_in_app(build, "segment.title", lang=lang, home=home, environ=environ)
+
+
+_LINK_ORG = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
+_LINK_MONTH = re.compile(r"^\d{4}-\d{2}$")
+
+
+def requested_view(environ: Mapping[str, str]) -> dict[str, str]:
+    """The org and month a deep link asks for: ``org=<code>&as_of=YYYY-MM`` in Voila's ``QUERY_STRING``.
+
+    Parameters
+    ----------
+    environ : mapping
+        The kernel's environment after ``voila.utils.wait_for_request()`` (``os.environ``).
+
+    Returns
+    -------
+    dict
+        ``org`` and/or ``as_of`` when present and well formed (anything else is ignored). The query string
+        only chooses what to show; who the user is comes from the signed identity, and the scope check is
+        :class:`SegmentApp`'s.
+    """
+    query = str(environ.get("QUERY_STRING") or "")
+    try:
+        params = urllib.parse.parse_qs(query, max_num_fields=50)
+    except ValueError:  # too many fields: not a link of ours
+        return {}
+    out: dict[str, str] = {}
+    org = [v.strip() for v in params.get("org", []) if v.strip()]
+    if org and _LINK_ORG.match(org[0]):
+        out["org"] = org[0]
+    month = [v.strip() for v in params.get("as_of", []) if v.strip()]
+    if month and _LINK_MONTH.match(month[0][:7]) and len(month[0]) in (7, 10):
+        out["as_of"] = month[0][:7]
+    return out
+
+
+def _org_in_scope(principal: Any, code: str, home: Any) -> tuple[str, str] | None:
+    """``("county" | "branch", code)`` for an org within the principal's scope; None otherwise.
+
+    The province (every org) needs no filter (None); an org outside the scope is not told apart from one
+    that does not exist.
+    """
+    from cimlib.analysis._common import load_orgs, resolve_org
+    from cimlib.customer import _data as D
+
+    try:
+        orgs = load_orgs(D.snapshot(D.resolve_home(home)))
+        org = resolve_org(principal, code, orgs)
+    except Exception:  # outside the scope, unknown, or no warehouse: ignored
+        log.info("deep link org %r ignored", code)
+        return None
+    if org.code != code:
+        return None
+    if org.level == "COUNTY":
+        return ("county", org.code)
+    if org.level == "BRANCH":
+        return ("branch", org.code)
+    return None
 
 
 def warm_up(home: Any = None) -> None:
