@@ -847,9 +847,9 @@ def league_table(
     measure : str
         One of :data:`LEAGUE_MEASURES` for the member kind.
     trend_months : int
-        The rank trend's window: ``rank_start`` is the rank ``trend_months - 1`` months before (the
-        first month of the window the member was ranked), ``rank_change`` = rank_start - rank
-        (positive = climbed).
+        The rank trend's window: ``rank_start`` is the rank in the window's first month
+        (``trend_months - 1`` months before; NaN when the member was not ranked then),
+        ``rank_change`` = rank_start - rank (positive = climbed).
 
     Returns
     -------
@@ -865,9 +865,11 @@ def league_table(
     with analysis_context(principal, as_of, org=org, home=home, lang=lang) as ctx:
         _league_check(ctx, member, measure)
         dates = ctx.trend_dates(trend_months)
-        allm = _league_members(ctx, member, measure, dates)
+        # only the window's first month and this one are read (a third of a 6-month read at 1M customers)
+        allm = _league_members(ctx, member, measure, sorted({dates[0], ctx.day}))
         cur = allm[allm["as_of_date"] == ctx.day].copy()
-        hist = allm[allm["ranked"]].sort_values("as_of_date").groupby("member")["rank"].first()
+        start = allm[allm["ranked"] & (allm["as_of_date"] == dates[0])]
+        hist = start.set_index("member")["rank"]
         cur["rank_start"] = cur["member"].map(hist).astype(float)
         cur["rank_change"] = cur["rank_start"] - cur["rank"]
         cur = _league_finish(ctx, cur, measure)
