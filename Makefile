@@ -1,7 +1,7 @@
 # Two commands set everything up on a fresh machine with Python 3.11+:
 #   make demo   - install, generate the sample bank, ingest it, build the warehouse, print a summary and
 #                 a county's event reminders, backtest and score the churn model and write a county's
-#                 churn watchlist (outputs/lists/, outputs/models/churn/)
+#                 churn watchlist (outputs/lists/, outputs/models/churn/) and its key-focus movements
 #   make test   - install and run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -33,6 +33,7 @@ demo: install
 	$(CIM) churn backtest --as prov_analyst
 	$(CIM) churn score --as prov_analyst
 	$(CIM) churn watchlist --as county_mgr_101 --limit 3 --out outputs/lists/churn-watchlist-101000.xlsx --split branch
+	$(CIM) analysis focus --as county_mgr_101 --rows 10 --chart outputs/key-focus-101000.png
 
 # The browser tests drive Debian's Chromium (never `playwright install`); Chinese chart text needs a CJK
 # font. Installed with apt when missing (CI runs as root on a fresh machine).
