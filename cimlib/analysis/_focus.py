@@ -3,8 +3,9 @@
 Three kinds of rows, each beyond the thresholds of ``parameters/provincial.yaml`` ``key_focus``:
 
 * ``org`` - a child of the focus org (a county of the province, a branch of a county; a branch focus is its
-  own row) whose customers, deposits, loans or NPL moved by at least ``org_change_rate`` and, for amounts,
-  by at least ``org_min_change`` yuan. Drivers: its branches (for a county), its products, and its
+  own row) whose customers, deposits, loans or NPL moved by at least ``org_change_rate`` and by at least
+  ``org_min_change`` yuan (amounts) or ``org_min_customer_change`` customers.
+  Drivers: its branches (for a county), its products, and its
   customers (ids in the county edition; a count of large customer movements in the provincial edition).
 * ``product`` - a deposit, loan or wealth product whose balance within the focus org moved by at least
   ``product_change_rate`` and ``product_min_change``. Drivers: the child orgs.
@@ -126,11 +127,18 @@ def _rate(prev: Any, cur: Any) -> float:
 
 
 def _flag(
-    df: pd.DataFrame, rate: float, min_change: float, count_measures: tuple[str, ...] = ()
+    df: pd.DataFrame,
+    rate: float,
+    min_change: float,
+    count_measures: tuple[str, ...] = (),
+    min_count_change: float = 0,
 ) -> pd.Series:
-    """Rows whose |change rate| >= rate (a new group from zero counts) and, for amounts, |change| >= min."""
+    """Rows whose |change rate| >= rate (a new group from zero counts) and |change| >= ``min_change`` for
+    amounts, ``min_count_change`` for the counts of ``count_measures``."""
     big_rate = (df["change_rate"].abs() >= rate) | (df["previous"].fillna(0) == 0) & (df["current"] > 0)
-    big_amount = (df["change"].abs() >= min_change) | df["measure"].isin(count_measures)
+    counts = df["measure"].isin(count_measures)
+    size = df["change"].abs()
+    big_amount = (~counts & (size >= min_change)) | (counts & (size >= min_count_change))
     return big_rate & big_amount & df["change"].notna() & (df["change"] != 0)
 
 
@@ -405,7 +413,8 @@ def _key_focus(
         prod_tables = _product_rows(ctx, pbase)
         pc = prod_tables[1]
         ok = child[~child["suppressed"]]
-        hit = ok[_flag(ok, p.org_change_rate, p.org_min_change, ("customers",))].copy()
+        flag = _flag(ok, p.org_change_rate, p.org_min_change, ("customers",), p.org_min_customer_change)
+        hit = ok[flag].copy()
         hit = hit.reindex(hit["change_rate"].abs().fillna(math.inf).sort_values(ascending=False).index).head(
             n
         )

@@ -35,6 +35,7 @@ class KeyFocusParams(_M):
 
     org_change_rate: float = Field(gt=0, le=10)
     org_min_change: float = Field(ge=0)
+    org_min_customer_change: int = Field(5, ge=0)
     product_change_rate: float = Field(gt=0, le=10)
     product_min_change: float = Field(ge=0)
     customer_min_change: float = Field(gt=0)

@@ -74,6 +74,7 @@ class Problem:
 def _validators(h: Home) -> list[tuple[str, Callable[[], object]]]:
     """(relative file, loader call) for every parameter file of ``h``, in a stable order."""
     from cimlib.access import load_policy
+    from cimlib.analysis._params import load_provincial_params
     from cimlib.churn._params import load_churn_params
     from cimlib.customer._settings import load_settings
     from cimlib.ingest import load_mapping
@@ -89,6 +90,7 @@ def _validators(h: Home) -> list[tuple[str, Callable[[], object]]]:
         ("analyses.yaml", lambda: load_analyses_params(h)),
         ("value.yaml", lambda: load_value_params(h)),
         ("churn.yaml", lambda: load_churn_params(h)),
+        ("provincial.yaml", lambda: load_provincial_params(h)),
     ]
     sources = h.parameters / "sources"
     for p in sorted(sources.glob("*.yaml")) if sources.is_dir() else []:
@@ -451,6 +453,7 @@ DEPENDENCIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("value.yaml", ("segment_cubes",)),
     ("analyses.yaml", ()),  # provision rates and bands, read at every analysis
     ("churn.yaml", ("churn_model",)),
+    ("provincial.yaml", ()),  # thresholds and costs of the provincial analyses, read at every analysis
     ("targeting/*.yaml", ()),  # lists and backtests are computed on demand
     ("access.yaml", ()),  # read at every request
     ("customer360.yaml", ()),  # read at every view
