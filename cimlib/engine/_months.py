@@ -54,8 +54,8 @@ def fingerprint(home: Home, date: str, models: dict[str, str]) -> str:
         if f.exists():  # ingest swaps a new file in: a new inode and modification time
             st = f.stat()
             h.update(f"|{name}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode())
-    for name, sql in sorted(models.items()):
-        h.update(f"|{name}:".encode() + sql.encode())
+    for name, sql in sorted(models.items()):  # rendered: a shared macro's text counts too
+        h.update(f"|{name}:".encode() + render(sql).encode())
     h.update(repr(sorted((k, sorted(v.items())) for k, v in load_codes().items())).encode())
     return h.hexdigest()[:20]
 

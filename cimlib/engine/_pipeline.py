@@ -71,7 +71,22 @@ def _codes_macro(list_name: str, attribute: str | None = None, value: object = T
     return "(" + ", ".join("'" + c.replace("'", "''") + "'" for c in sorted(picked)) + ")"
 
 
-_MACROS: dict[str, Callable[..., str]] = {"codes": _codes_macro}
+def _month_customer_types_macro() -> str:
+    """One date's customer numbers with their type (I/C): that of the number's record on the same date,
+    the core system's first (a per-date model reads ``m_<table>`` views; see ``_months.py``)."""
+    return (
+        "SELECT cust_no, arg_min(customer_type, "
+        "CASE src_system WHEN 'CORE' THEN 0 WHEN 'LOAN' THEN 1 ELSE 2 END) AS customer_type "
+        "FROM (SELECT cust_no, src_system, 'I' AS customer_type FROM m_individual_customer "
+        "UNION ALL SELECT cust_no, src_system, 'C' AS customer_type FROM m_corporate_customer) AS r "
+        "GROUP BY cust_no"
+    )
+
+
+_MACROS: dict[str, Callable[..., str]] = {
+    "codes": _codes_macro,
+    "month_customer_types": _month_customer_types_macro,
+}
 
 
 def render(sql: str) -> str:

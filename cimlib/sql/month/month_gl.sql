@@ -2,17 +2,7 @@
 -- subjects map by (customer type, account type), loan subjects by customer type (gl_subject attributes
 -- in codes.yaml); the customer type of a number is that of its record on the same date (CORE first).
 -- Loans written off are off the ledger.
-WITH cust_type AS (
-    SELECT
-        cust_no,
-        arg_min(customer_type, CASE src_system WHEN 'CORE' THEN 0 WHEN 'LOAN' THEN 1 ELSE 2 END) AS customer_type
-    FROM (
-        SELECT cust_no, src_system, 'I' AS customer_type FROM m_individual_customer
-        UNION ALL
-        SELECT cust_no, src_system, 'C' AS customer_type FROM m_corporate_customer
-    ) AS r
-    GROUP BY cust_no
-)
+WITH cust_type AS ({{ month_customer_types() }})
 SELECT
     a.org_code,
     g.code AS subject_code,
