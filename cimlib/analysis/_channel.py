@@ -66,6 +66,7 @@ from cimlib.analysis._common import (
     is_zh,
     pick,
 )
+from cimlib.analysis._common import ui_lang as _ui
 from cimlib.analysis._params import CHANNELS
 from cimlib.customer import _data as D
 from cimlib.i18n import code_label
@@ -150,10 +151,6 @@ TEXT: dict[str, dict[str, str]] = {
 def text(key: str, lang: str) -> str:
     """A measure or column name of this module in ``lang``."""
     return TEXT["zh" if is_zh(lang) else "en"][key]
-
-
-def _ui(lang: str) -> str:
-    return "zh_CN" if is_zh(lang) else "en"
 
 
 def _channel_label(code: str, lang: str) -> str:

@@ -11,6 +11,7 @@ import altair as alt
 import pandas as pd
 
 from cimlib.analysis._channel import CHANNELS, text
+from cimlib.analysis._common import ui_lang as _ui
 from cimlib.charts._charts import CJK_FONT, _money_format, _style
 from cimlib.i18n import code_label, money_unit
 
@@ -23,10 +24,6 @@ CHANNEL_COLORS = {
     "ONLINE": "#1f77b4",
     "MOBILE": "#2ca02c",
 }
-
-
-def _ui(lang: str) -> str:
-    return "zh_CN" if str(lang).startswith("zh") else "en"
 
 
 def _title(frame: pd.DataFrame, key: str, lang: str) -> str:

@@ -49,6 +49,11 @@ def is_zh(lang: str) -> bool:
     return str(lang).startswith("zh")
 
 
+def ui_lang(lang: str) -> str:
+    """The locale of the i18n files (``zh_CN`` or ``en``) for a ``lang`` argument."""
+    return "zh_CN" if is_zh(lang) else "en"
+
+
 def pick(text: dict[str, str], lang: str) -> str:
     """The ``en`` or ``zh`` entry of a two-language label."""
     return text["zh" if is_zh(lang) else "en"]
@@ -308,6 +313,21 @@ def analysis_context(
         params=params,
         lang=lang,
     )
+
+
+def titled(df: pd.DataFrame, ctx: AnalysisContext, title: dict[str, str], **more: Any) -> pd.DataFrame:
+    """``df`` with the attrs of a macro or GL frame: ``title`` (with the focus org's name), ``as_of``,
+    ``org``, ``org_name``, ``edition``, ``snapshot_id`` and ``more``."""
+    df.attrs.update(
+        title=f"{pick(title, ctx.lang)} - {ctx.org_label(ctx.org.code)}",
+        as_of=ctx.day,
+        org=ctx.org.code,
+        org_name=ctx.org.name,
+        edition=ctx.edition,
+        snapshot_id=getattr(ctx.snap, "snapshot_id", None),
+        **more,
+    )
+    return df
 
 
 def dates_param(dates: Sequence[dt.date | None]) -> list[dt.date]:

@@ -33,7 +33,14 @@ from typing import Any
 import pandas as pd
 
 from cimlib.access import Principal
-from cimlib.analysis._common import AnalysisContext, analysis_context, dates_param, drill_customers, pick
+from cimlib.analysis._common import (
+    AnalysisContext,
+    analysis_context,
+    dates_param,
+    drill_customers,
+    growth,
+    pick,
+)
 from cimlib.analysis._gl import _child_map
 from cimlib.analysis._macro import measure_label
 from cimlib.analysis._params import KeyFocusParams
@@ -78,10 +85,6 @@ _TEXT = {
 }
 
 
-def _ui(lang: str) -> str:
-    return "zh_CN" if str(lang).startswith("zh") else "en"
-
-
 def _money(v: float, lang: str) -> str:
     """A signed amount: 万元 with two decimals in Chinese, whole yuan with separators in English."""
     return f"{v / 10000:+,.2f}万元" if str(lang).startswith("zh") else f"{v:+,.0f} CNY"
@@ -119,11 +122,7 @@ def _fmt_change(measure: str, v: float, lang: str) -> str:
 
 
 def _rate(prev: Any, cur: Any) -> float:
-    p = float(prev) if prev is not None else math.nan
-    c = float(cur) if cur is not None else math.nan
-    if math.isnan(p) or math.isnan(c) or p == 0:
-        return math.nan
-    return c / p - 1.0
+    return growth(cur, prev)
 
 
 def _flag(

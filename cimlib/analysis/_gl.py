@@ -27,7 +27,8 @@ from typing import Any
 import pandas as pd
 
 from cimlib.access import Principal
-from cimlib.analysis._common import AnalysisContext, analysis_context, dates_param, is_zh, pick
+from cimlib.analysis._common import AnalysisContext, analysis_context, dates_param, is_zh
+from cimlib.analysis._common import titled as _attrs
 from cimlib.customer import _data as D
 
 #: The GL subjects, their side and split (``ref_gl_subject``); labels come from the warehouse's code list.
@@ -117,19 +118,6 @@ def _label_subjects(df: pd.DataFrame, info: pd.DataFrame, lang: str) -> pd.DataF
     out["label"] = out["label_zh" if is_zh(lang) else "label_en"].fillna(out["subject_code"])
     out["side_label"] = out["side"].map(lambda s: SIDE_LABELS.get(s, {"en": s, "zh": s})[_lang(lang)])
     return out.drop(columns=["label_en", "label_zh"])
-
-
-def _attrs(df: pd.DataFrame, ctx: AnalysisContext, title: dict[str, str], **more: Any) -> pd.DataFrame:
-    df.attrs.update(
-        title=f"{pick(title, ctx.lang)} - {ctx.org_label(ctx.org.code)}",
-        as_of=ctx.day,
-        org=ctx.org.code,
-        org_name=ctx.org.name,
-        edition=ctx.edition,
-        snapshot_id=getattr(ctx.snap, "snapshot_id", None),
-        **more,
-    )
-    return df
 
 
 # ---------------------------------------------------------------------------------------------- balances

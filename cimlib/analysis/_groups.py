@@ -44,6 +44,7 @@ import pandas as pd
 
 from cimlib.access import Principal
 from cimlib.analysis._common import AnalysisContext, analysis_context, drill_customers, pick
+from cimlib.analysis._common import ui_lang as _ui
 from cimlib.analysis._params import CHANNELS
 from cimlib.i18n import code_label
 
@@ -154,10 +155,6 @@ class GroupsError(ValueError):
 def text(key: str, lang: str) -> str:
     """This module's label ``key`` in ``lang`` (the key itself when unknown)."""
     return TEXT["zh" if str(lang).startswith("zh") else "en"].get(key, key)
-
-
-def _ui(lang: str) -> str:
-    return "zh_CN" if str(lang).startswith("zh") else "en"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
+from cimlib.analysis._common import ui_lang as _ui
 from cimlib.analysis._groups import text
 from cimlib.charts._charts import CJK_FONT, _money, _money_format
 from cimlib.i18n import money_unit
@@ -21,10 +22,6 @@ from cimlib.i18n import money_unit
 _WIDTH = 420
 _BAR = 24
 _BLUE, _GREY = "#4c78a8", "#bbbbbb"
-
-
-def _ui(lang: str) -> str:
-    return "zh_CN" if str(lang).startswith("zh") else "en"
 
 
 def _configure(chart: Any, title: str) -> Any:

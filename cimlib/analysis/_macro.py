@@ -30,7 +30,6 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import pandas as pd
 
@@ -42,8 +41,8 @@ from cimlib.analysis._common import (
     comparison_frame,
     dates_param,
     drill_customers,
-    pick,
 )
+from cimlib.analysis._common import titled as _attrs
 from cimlib.customer import _data as D
 from cimlib.segmentation._analyses import FIVE_CLASSES, load_analyses_params
 
@@ -120,19 +119,6 @@ def measure_label(measure: str, lang: str) -> str:
 
 def _min_cell(principal: Principal) -> int:
     return int(getattr(principal, "min_cell", 5) or 5)
-
-
-def _attrs(df: pd.DataFrame, ctx: AnalysisContext, title: dict[str, str], **more: Any) -> pd.DataFrame:
-    df.attrs.update(
-        title=f"{pick(title, ctx.lang)} - {ctx.org_label(ctx.org.code)}",
-        as_of=ctx.day,
-        org=ctx.org.code,
-        org_name=ctx.org.name,
-        edition=ctx.edition,
-        snapshot_id=getattr(ctx.snap, "snapshot_id", None),
-        **more,
-    )
-    return df
 
 
 # ------------------------------------------------------------------------------------------------ figures

@@ -14,6 +14,8 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
+from cimlib.analysis._common import is_zh
+from cimlib.analysis._common import ui_lang as _ui
 from cimlib.charts._charts import CJK_FONT, _money, _money_format
 from cimlib.i18n import money_unit
 
@@ -39,16 +41,8 @@ _WIDTH = 460
 _SIGN_COLORS = ("#c0392b", "#2e86c1")  # up, down
 
 
-def _zh(lang: str) -> bool:
-    return str(lang).startswith("zh")
-
-
-def _ui(lang: str) -> str:
-    return "zh_CN" if _zh(lang) else "en"
-
-
 def _t(key: str, lang: str) -> str:
-    return _TEXT[key]["zh" if _zh(lang) else "en"]
+    return _TEXT[key]["zh" if is_zh(lang) else "en"]
 
 
 def _unit(title: str, lang: str) -> str:
@@ -107,7 +101,7 @@ def kpi_trend_chart(
         kind = str(part["kind"].iloc[0])
         if kind == "amount":
             # keep NaN (a suppressed or missing month is a gap, never a zero)
-            part["display"] = part["value"].astype(float) / (10000.0 if _zh(lang) else 1.0)
+            part["display"] = part["value"].astype(float) / (10000.0 if is_zh(lang) else 1.0)
             fmt, ytitle = _money_format(_ui(lang)), money_unit(_ui(lang))
         else:
             part["display"] = part["value"].astype(float)
@@ -239,8 +233,8 @@ def tieout_chart(df: pd.DataFrame, lang: str = "en", *, top: int = 40) -> Any:
     d["display"] = _money(d["difference"], _ui(lang))
     fmt = _money_format(_ui(lang))
     labels = {
-        "fail": _TEXT_STATUS["fail"]["zh" if _zh(lang) else "en"],
-        "ok": _TEXT_STATUS["ok"]["zh" if _zh(lang) else "en"],
+        "fail": _TEXT_STATUS["fail"]["zh" if is_zh(lang) else "en"],
+        "ok": _TEXT_STATUS["ok"]["zh" if is_zh(lang) else "en"],
     }
     d = d[
         [
@@ -320,7 +314,7 @@ def key_focus_chart(df: pd.DataFrame, lang: str = "en", *, clip: float = 3.0) ->
     rate = d["change_rate"].astype(float)
     rate = rate.where(rate.notna(), clip * d["change"].astype(float).apply(lambda v: 1 if v > 0 else -1))
     d["display"] = rate.clip(-clip, clip)
-    up, down = ("上升", "下降") if _zh(lang) else ("Up", "Down")
+    up, down = ("上升", "下降") if is_zh(lang) else ("Up", "Down")
     d["direction"] = [up if v > 0 else down for v in d["change"].astype(float)]
     d = d[
         [

@@ -57,7 +57,8 @@ import numpy as np
 import pandas as pd
 
 from cimlib.access import NotFoundOrNotPermitted, NotPermitted, Principal, mask_values
-from cimlib.analysis._common import AnalysisContext, analysis_context, is_zh, pick
+from cimlib.analysis._common import AnalysisContext, analysis_context, pick
+from cimlib.analysis._common import ui_lang as _ui
 from cimlib.analysis._params import CHANNELS
 from cimlib.customer import _data as D
 from cimlib.i18n import code_label
@@ -122,9 +123,6 @@ _TITLES = {
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def _ui(lang: str) -> str:
-    return "zh_CN" if is_zh(lang) else "en"
-
 
 def _attrs(df: pd.DataFrame, ctx: AnalysisContext, title: str, **more: Any) -> pd.DataFrame:
     df.attrs.update(title=pick(_TITLES[title], ctx.lang), as_of=ctx.day.isoformat(), org=ctx.org.code,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from cimlib.analysis._common import is_zh, pick
+from cimlib.analysis._common import pick
+from cimlib.analysis._common import ui_lang as _ui
 from cimlib.analysis._params import CHANNELS
 from cimlib.analysis._performance import MEASURES
 from cimlib.charts._charts import _money, _money_format, _style
@@ -49,10 +50,6 @@ _T = {
     "channel": {"en": "Channel", "zh": "渠道"},
 }
 _ROW = 18  # pixels per bar
-
-
-def _ui(lang: str) -> str:
-    return "zh_CN" if is_zh(lang) else "en"
 
 
 def _axis_title(measure: str, lang: str) -> str:

@@ -60,6 +60,7 @@ from cimlib.analysis._common import (
     month_end,
     pick,
 )
+from cimlib.analysis._common import ui_lang as _ui
 from cimlib.analysis._params import ProductParams
 from cimlib.customer import _data as D
 from cimlib.i18n import code_label
@@ -192,9 +193,6 @@ WHERE list_contains($dates, x.as_of_date)""",
 
 
 # ------------------------------------------------------------------------------------------------ plumbing
-def _ui(lang: str) -> str:
-    return "zh_CN" if is_zh(lang) else "en"
-
 
 def _categories(category: str | Sequence[str] | None) -> tuple[str, ...]:
     if category is None:

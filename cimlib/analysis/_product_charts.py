@@ -11,6 +11,7 @@ import altair as alt
 import pandas as pd
 
 from cimlib.analysis._common import is_zh, pick
+from cimlib.analysis._common import ui_lang as _ui
 from cimlib.analysis._product import CATEGORIES, FIVE_CLASSES, MEASURES, STAGE_LABELS, STAGES
 from cimlib.charts._charts import CJK_FONT, _money, _money_format
 from cimlib.i18n import code_label, money_unit
@@ -21,10 +22,6 @@ NO_STAGE = "#d9d9d9"
 #: Five-tier classes from safe to lost.
 CLASS_COLOURS = ("#54a24b", "#eeca3b", "#f58518", "#e45756", "#7f1d1d")
 _MONEY = ("balance", "adb", "volume", "fee_income", "contribution", "loan_balance", "npl_balance")
-
-
-def _ui(lang: str) -> str:
-    return "zh_CN" if is_zh(lang) else "en"
 
 
 def _m(key: str, lang: str) -> str:
