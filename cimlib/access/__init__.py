@@ -23,6 +23,7 @@ from cimlib.access._policy import (
     load_policy,
     policy_path,
     principal_for,
+    service_principal,
     session_principal,
 )
 from cimlib.access._scope import (
@@ -67,6 +68,7 @@ __all__ = [
     "read_audit",
     "require_detail",
     "scope_clause",
+    "service_principal",
     "session_principal",
     "verify_audit",
     "warehouse",

@@ -305,6 +305,73 @@ def principal_for(user_id: str, home: Home | str | os.PathLike[str] | None = Non
     )
 
 
+def service_principal(
+    role: str,
+    org_code: str | None,
+    *,
+    user_id: str,
+    display_name: str,
+    home: Home | str | os.PathLike[str] | None = None,
+) -> Principal:
+    """The principal of an unattended job acting for an audience: a role of the policy at an org.
+
+    A scheduled report for county 101000 is read by that county's managers, so it runs with the role the
+    report settings name for counties and the county's org code, under its own ``user_id`` (the audit
+    log shows which job saw what).
+
+    Parameters
+    ----------
+    role : str
+        A role of ``parameters/access.yaml``.
+    org_code : str or None
+        The org the audience belongs to (required for county and branch roles).
+    user_id, display_name : str
+        How the job appears in the audit log and on the report, e.g. ``report:monthly_pack``.
+    home : Home, path or None
+        The installation (default: ``$CIM_HOME``).
+
+    Returns
+    -------
+    Principal
+
+    Raises
+    ------
+    PolicyError
+        For a role the policy lacks, or a county/branch role without an org code.
+    """
+    h = _resolve_home(home)
+    policy = load_policy(h)
+    r = policy.roles.get(role)
+    if r is None:
+        raise PolicyError(f"unknown role {role!r}; expected one of {', '.join(policy.roles)}")
+    if r.scope in ("county", "branch") and not org_code:
+        raise PolicyError(f"role {role!r} is scoped to a {r.scope}: an org code is required")
+    if r.scope == "managed":
+        raise PolicyError(f"role {role!r} is scoped to one manager's customers; a job cannot act as it")
+    if org_code is not None and not re.fullmatch(policy.org_code_pattern, org_code):
+        raise PolicyError(f"{org_code!r} is not an org code (pattern {policy.org_code_pattern})")
+    org_name = None
+    if org_code:
+        from cimlib.access._warehouse import org_name_of
+
+        org_name = org_name_of(h, org_code)
+    return Principal(
+        user_id=user_id,
+        display_name=display_name,
+        role=role,
+        org_code=org_code,
+        scope=r.scope,
+        detail=r.detail,
+        audit_reader=r.audit_reader,
+        parameter_admin=False,
+        unmasked=policy.unmasked_for(r),
+        org_name=org_name,
+        masking=tuple((f, (m.keep_first, m.keep_last)) for f, m in policy.masking.items()),
+        mask_char=policy.mask_char,
+        min_cell=policy.aggregate_min_cell,
+    )
+
+
 #: The environment variable naming a notebook session's user (set by ``cim lab --as USER``).
 USER_ENV = "CIM_USER"
 

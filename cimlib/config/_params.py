@@ -98,6 +98,12 @@ def _validators(h: Home) -> list[tuple[str, Callable[[], object]]]:
     for name in list_rulesets(h):
         out.append((f"targeting/{name}.yaml", lambda name=name: load_ruleset(name, h)))
     out.append(("targeting/_backtest.yaml", lambda: load_params(h)))
+    from cimlib.reports._params import load_report, load_report_settings, report_names
+
+    if (h.parameters / "reports").is_dir():
+        out.append(("reports/settings.yaml", lambda: load_report_settings(h)))
+        for name in report_names(h):
+            out.append((f"reports/{name}.yaml", lambda name=name: load_report(name, h)))
     return out
 
 

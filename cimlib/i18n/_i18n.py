@@ -28,11 +28,18 @@ def _flatten(prefix: str, node: Any, out: dict[str, str]) -> None:
 def _catalog(lang: str) -> dict[str, str]:
     if lang not in LANGS:
         raise ValueError(f"unknown language {lang!r}; expected one of {', '.join(LANGS)}")
-    path = _LOCALES / f"{lang}.yaml"
-    with path.open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+    # locales/<lang>.yaml, then the module catalogues locales/<lang>/*.yaml (e.g. reports.yaml), which
+    # may not redefine a key
     out: dict[str, str] = {}
-    _flatten("", data, out)
+    for path in [_LOCALES / f"{lang}.yaml", *sorted((_LOCALES / lang).glob("*.yaml"))]:
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        part: dict[str, str] = {}
+        _flatten("", data, part)
+        clash = sorted(set(part) & set(out))
+        if clash:
+            raise ValueError(f"{path}: keys already defined in another locale file: {', '.join(clash[:5])}")
+        out.update(part)
     return out
 
 
