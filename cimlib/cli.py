@@ -1264,6 +1264,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     add_churn_parser(sub, common)
 
+    from cimlib.reports._cli import add_report_parser
+
+    add_report_parser(sub, common)
+
     from cimlib.analysis._cli import add_analysis_parser
 
     add_analysis_parser(sub, common, list(sys.argv[1:] if argv is None else argv))

@@ -106,6 +106,26 @@ def churn_scored(churn_bank: Bank, churn_backtest: dict) -> dict:
     return json.loads(proc.stdout)
 
 
+#: The report bank: 13 months (the pack's comparisons need last year's month) with a backtested churn model
+#: and the latest month scored, as `cim run` leaves it before the reports; 3,000 customers, seeded.
+REPORT_SEED = 20261202
+
+
+@pytest.fixture(scope="session")
+def report_bank(tmp_path_factory: pytest.TempPathFactory) -> Bank:
+    """A 13-month bank with churn scores for the periodic reports (cimlib.reports)."""
+    home = tmp_path_factory.mktemp("report_bank")
+    raw = home / "data" / "raw"
+    size = ("--customers", str(ANALYSIS_CUSTOMERS), "--months", str(ANALYSIS_MONTHS),
+            "--seed", str(REPORT_SEED))  # fmt: skip
+    synth = json.loads(run_cim("synth", *size, "--out", str(raw), "--json", home=home).stdout)
+    ingest = json.loads(run_cim("ingest", str(raw), "--json", home=home).stdout)
+    build = json.loads(run_cim("build", "--json", home=home).stdout)
+    run_cim("churn", "backtest", "--as", "prov_analyst", "--json", home=home)
+    run_cim("churn", "score", "--as", "prov_analyst", "--json", home=home)
+    return Bank(home=home, raw=raw, synth=synth, ingest=ingest, build=build)
+
+
 # ---------------------------------------------------------------------------------------------- browsers
 #: Demo sign-in passwords of the browser tests (set in a scratch password file per server).
 BROWSER_PASSWORDS = {
