@@ -3,8 +3,9 @@ Papermill overhead per report; optionally the whole monthly job (``cim run``) fo
 
 Figures are medians of ``--runs`` runs, each with a ratio to a baseline measured in the same process:
 
-* **baseline (in-process)**: the same report's sections run in this Python, without Papermill, HTML or PDF
-  (``cimlib.reports`` classes with a sink), after a warm-up. It is what the analyses themselves cost.
+* **baseline (in-process)**: the same report's sections run in this Python, writing the same attachments
+  but without Papermill, HTML or PDF (``cimlib.reports`` classes with a sink), after a warm-up: what the
+  analyses and files cost with every cache of the process warm.
 * **report**: ``cim report`` end to end (new kernel, Papermill, HTML, PDF, manifest), ``--force`` so every
   run executes; its manifest gives the kernel start, the time in cells, the HTML and the PDF.
 * **Papermill overhead** = kernel start (or reset) + (notebook execution - time in cells) + the first
@@ -75,15 +76,19 @@ def report_figures(out: dict[str, Any]) -> dict[str, float]:
 
 def in_process(name: str, scope: str, period: str | None, home: str) -> float:
     """The report's sections in this process (no Papermill, no rendering): the baseline."""
+    import tempfile
+
     from cimlib import reports as R
 
     cls = {"monthly_pack": R.MonthlyPack, "data_quality": R.DataQualityReport}[name]
     params = R.report_params(name, period=period, scope=scope, locale="zh_CN", home=home)
-    t0 = time.perf_counter()
-    rep = cls(params, sink=[], home=home)
-    for section in rep.sections():
-        getattr(rep, section)()
-    return time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as out:  # the same files as a report: lists, tables, figures
+        params = params.model_copy(update={"out_dir": out})
+        t0 = time.perf_counter()
+        rep = cls(params, sink=[], home=home)
+        for section in rep.sections():
+            getattr(rep, section)()
+        return time.perf_counter() - t0
 
 
 def _period(period: str | None) -> list[str]:
@@ -152,11 +157,14 @@ def bench_burst(home: str, period: str | None, workers: int | None) -> dict[str,
     }
 
 
-def bench_run(home: str, base: str, new_month: str, period: str) -> dict[str, Any]:
-    """Restore a home holding the months before ``period``, link the new month's extracts, run the job."""
+def bench_run(home: str, base: str, new_month: str, period: str, extra: list[str]) -> dict[str, Any]:
+    """Restore a home holding the months before ``period``, link the new month's extracts, run the job.
+
+    A model fitted in an earlier month may sit in ``home/outputs/models`` (the usual month: score only);
+    without one the job fits it first."""
     h = Path(home)
     shutil.rmtree(h / "data", ignore_errors=True)
-    shutil.rmtree(h / "outputs", ignore_errors=True)
+    shutil.rmtree(h / "outputs" / "reports", ignore_errors=True)  # a fitted model in outputs/models stays
     subprocess.run(["cp", "-a", base, str(h / "data")], check=True)
     raw = h / "data" / "raw"
     link = raw / Path(new_month).name
@@ -164,10 +172,11 @@ def bench_run(home: str, base: str, new_month: str, period: str) -> dict[str, An
         link.symlink_to(new_month)
     env = {**os.environ, "CIM_HOME": home}
     t0 = time.perf_counter()
-    proc = subprocess.run([*CIM, "run", "--period", period], capture_output=True, text=True, env=env)
+    proc = subprocess.run([*CIM, "run", "--period", period, *extra], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     state = json.loads((h / "data" / "state" / "runs" / f"{period}.json").read_text())
     return {
+        "args": extra,
         "exit_code": proc.returncode,
         "wall": wall,
         "steps": {k: v["seconds"] for k, v in state["steps"].items()},
@@ -185,6 +194,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int)
     ap.add_argument("--base", help="(run) a copy of the home's data/ before the new month")
     ap.add_argument("--new-month", help="(run) the new as-of folder of extracts")
+    ap.add_argument("--run-args", default="", help="(run) extra options of cim run, e.g. --incremental")
     a = ap.parse_args()
     if not a.home:
         raise SystemExit("give --home or set CIM_HOME")
@@ -201,7 +211,7 @@ def main() -> None:
     if "run" in what:
         if not (a.base and a.new_month and a.period):
             raise SystemExit("--what run needs --base, --new-month and --period")
-        out["run"] = bench_run(a.home, a.base, a.new_month, a.period)
+        out["run"] = bench_run(a.home, a.base, a.new_month, a.period, a.run_args.split())
         print(json.dumps({"run": out["run"]}, indent=1), flush=True)
     print(json.dumps(out, indent=1))
 

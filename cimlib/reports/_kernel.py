@@ -114,7 +114,7 @@ def reset_kernel(km: Any, timeout: float = 30) -> None:
     kc.start_channels()
     try:
         reply = kc.execute_interactive(
-            "%reset -f\nimport gc as _gc; _gc.collect(); del _gc",
+            "%reset -f",
             timeout=timeout,
             output_hook=lambda _msg: None,
         )
