@@ -327,34 +327,24 @@ class MonthlyRun:
         self.summaries.append(dq.as_dict())
         out["data_quality"] = dq.as_dict()
         code = max(code, dq.exit_code)
-        try:
-            prov = run_report(
-                "monthly_pack",
-                period=self.period,
-                scope="province",
-                locale=self.locale,
-                home=self.home,
-                allow_dq_failures=self.allow_dq_failures,
-                pdf=self.pdf,
-            )
-            self.summaries.append(prov.as_dict())
-            counties = run_report(
+        try:  # the province's pack runs in the same pool as the counties' (one burst, not two runs)
+            packs = run_report(
                 "monthly_pack",
                 period=self.period,
                 burst_by="county",
+                with_province=True,
                 locale=self.locale,
                 home=self.home,
                 allow_dq_failures=self.allow_dq_failures,
                 pdf=self.pdf,
                 workers=self.workers,
             )
-            self.summaries.append(counties.as_dict())
+            self.summaries.append(packs.as_dict())
         except DataQualityGateError:
             self._notify("failure")
             raise
-        out["monthly_pack_province"] = prov.as_dict()
-        out["monthly_pack_counties"] = counties.as_dict()
-        code = max(code, prov.exit_code, counties.exit_code)
+        out["monthly_pack"] = packs.as_dict()
+        code = max(code, packs.exit_code)
         return out, code
 
     def step_notify(self, code: int) -> tuple[Any, int]:

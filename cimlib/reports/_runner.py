@@ -865,6 +865,7 @@ def run_report(
     workers: int | None = None,
     on_done: Callable[[JobResult], None] | None = None,
     on_plan: Callable[[Plan], None] | None = None,
+    with_province: bool = False,
 ) -> RunSummary:
     """Produce a report for one scope, or burst it to every county, and publish it.
 
@@ -896,6 +897,9 @@ def run_report(
         Called with each :class:`JobResult` (progress).
     on_plan : callable, optional
         Called with the :class:`Plan` before anything runs.
+    with_province : bool
+        With ``burst_by``: the provincial edition too, in the same pool of workers (``cim run`` does this,
+        so the province's report runs beside the counties' instead of before them).
 
     Returns
     -------
@@ -914,7 +918,7 @@ def run_report(
     h = _home(home)
     if burst_by not in (None, "county"):
         raise ReportParamsError(f"--burst {burst_by!r}: only county is supported")
-    scopes = county_scopes(h) if burst_by else [scope]
+    scopes = (["province"] if with_province else []) + county_scopes(h) if burst_by else [scope]
     pl = plan(name, period=period, scopes=scopes, locale=locale, options=options, home=h,
               allow_dq_failures=allow_dq_failures, force=force, pdf=pdf)  # fmt: skip
     if on_plan:
